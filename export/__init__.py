@@ -1,0 +1,1 @@
+"""cellpoint.export: checkpoint → self-describing ONNX model package (needs the `train` extra)."""

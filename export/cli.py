@@ -1,0 +1,93 @@
+"""`cellpoint export`: checkpoint → model package folder (model.onnx, card.json, README.md, samples)."""
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import click
+import numpy as np
+
+TILING = {"multiple": 16, "overlap": 64}
+
+
+def _parse_dataset(spec: str):
+    name, _, kinds = spec.partition(":")
+    return name, (kinds.split(",") if kinds else None)
+
+
+@click.command("export")
+@click.argument("checkpoint", type=click.Path(exists=True, dir_okay=False))
+@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False),
+              help="Package folder to write, e.g. model_cards/objectness-nuclei.")
+@click.option("--name", default=None, help="Package name [default: the folder's name].")
+@click.option("--description", default="", help="One-line summary shown by `cellpoint models`.")
+@click.option("--sample", "samples", multiple=True, type=click.Path(exists=True, dir_okay=False),
+              help="Sample input image(s) to bundle with their expected output. Repeatable.")
+@click.option("--sample-source", default="", help="Where the sample images come from.")
+@click.option("--sample-licence", default="", help="The sample images' licence.")
+@click.option("--eval", "eval_sets", multiple=True, metavar="DATASET[:KIND,..]",
+              help="Shared data set whose val split is measured with the exported package; repeatable.")
+@click.option("--notes", type=click.Path(exists=True, dir_okay=False), help="Markdown appended to README.md.")
+@click.option("--atol", default=1e-4, show_default=True, help="Largest allowed torch-vs-onnxruntime difference.")
+def export(checkpoint, out_dir, name, description, samples, sample_source, sample_licence, eval_sets, notes, atol):
+    """Export CHECKPOINT to a self-describing ONNX model package; fails if onnxruntime disagrees with torch."""
+    import torch
+
+    from cellpoint.export.card import build_card, render_readme
+    from cellpoint.export.onnx_export import ParityError, check_parity, export_network
+    from cellpoint.runtime.image_io import read_image, write_labels_tif
+    from cellpoint.runtime.normalize import normalize_percentile, to_channels_first
+    from cellpoint.runtime.package import CARD_FILE, sha256_file
+    from cellpoint.runtime.segmenter import Segmenter
+
+    ckpt = torch.load(checkpoint, map_location="cpu", weights_only=False)
+    out = Path(out_dir)
+    name = name or out.name
+    work = out.with_name(out.name + ".partial")
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir(parents=True)
+    try:
+        module = export_network(ckpt, work / "model.onnx")
+        sha = sha256_file(work / "model.onnx")
+        in_ch = ckpt["model"]["in_channels"]
+        images = [read_image(p) for p in samples]
+        probe = (normalize_percentile(to_channels_first(images[0], in_ch))[None] if images
+                 else np.random.default_rng(0).random((1, in_ch, 96, 128), dtype=np.float32))
+        try:
+            parity = check_parity(module, work / "model.onnx", probe, atol)
+        except ParityError as error:
+            raise click.ClickException(str(error))
+        card = build_card(ckpt, name, description, sha, [], {}, parity, TILING)
+        (work / CARD_FILE).write_text(json.dumps(card, indent=1))
+        segmenter = Segmenter(work, device="cpu")
+        sample_entries = []
+        for k, (path, image) in enumerate(zip(samples, images), start=1):
+            stem = f"sample{k}"
+            shutil.copyfile(path, work / f"{stem}_input{Path(path).suffix.lower()}")
+            labels, _ = segmenter.segment(image)
+            write_labels_tif(work / f"{stem}_labels.tif", labels)
+            sample_entries.append({"input": f"{stem}_input{Path(path).suffix.lower()}",
+                                   "output": f"{stem}_labels.tif", "source": sample_source or Path(path).name,
+                                   "licence": sample_licence or "unknown", "instances": int(labels.max())})
+        metrics = {}
+        if eval_sets:
+            from cellpoint.training.validate import dataset_diameter, evaluate_segmenter
+            for spec in eval_sets:
+                dataset, kinds = _parse_dataset(spec)
+                diameter = round(dataset_diameter(dataset, kinds), 1)
+                click.echo(f"measuring {spec} val (diameter {diameter} px) ...")
+                full = evaluate_segmenter(segmenter, dataset, kinds, "val", diameter)
+                metrics[spec] = {k: v for k, v in full.items() if not isinstance(v, dict)}
+        card = build_card(ckpt, name, description, sha, sample_entries, metrics, parity, TILING)
+        (work / CARD_FILE).write_text(json.dumps(card, indent=1))
+        (work / "README.md").write_text(render_readme(card, Path(notes).read_text() if notes else ""))
+    except BaseException:
+        shutil.rmtree(work, ignore_errors=True)
+        raise
+    if out.exists():
+        shutil.rmtree(out)
+    work.rename(out)
+    click.echo(f"wrote {out} (parity max |Δ| {parity:.2g})")
+    for spec, m in metrics.items():
+        click.echo(f"  {spec}: F1@0.5 {m.get('f1_50', float('nan')):.3f}  AP {m.get('AP', float('nan')):.3f}")

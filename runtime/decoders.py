@@ -1,0 +1,28 @@
+"""Decoders: network output maps → label image. The card names one and gives its parameters, so the
+runtime needs no method-specific code beyond these."""
+from __future__ import annotations
+
+import numpy as np
+
+from cellpoint.runtime.postprocess import (find_peaks, relabel_sequential, remove_small_instances,
+                                           seeded_graphcut, seeded_watershed)
+
+
+def decode_maps_and_seeds(maps: dict[str, np.ndarray], params: dict, pixel_scale: float = 1.0):
+    """Foreground + centre maps → instances: centre peaks seed a watershed (or graph-cut) of the foreground.
+
+    maps: "foreground" and "centers", float32 (H,W) in [0,1]. params: the card's decoder entry, with
+    distances and areas in the network's pixels; pixel_scale: image px per network px (they are scaled).
+    Returns (labels uint32 (H,W), score map float32 (H,W) for the instance table)."""
+    foreground, centers = maps["foreground"], maps["centers"]
+    threshold = params["foreground_threshold"]
+    mask = foreground > threshold
+    min_distance = max(1, int(round(params["min_distance"] * pixel_scale)))
+    seeds, _ = find_peaks(centers, params["center_threshold"], min_distance, mask=mask)
+    split = seeded_graphcut if params.get("split") == "graphcut" else seeded_watershed
+    labels = split(foreground, seeds, threshold)
+    labels = remove_small_instances(labels, int(round(params.get("min_area", 0) * pixel_scale ** 2)))
+    return relabel_sequential(labels), foreground
+
+
+DECODERS = {"maps_and_seeds": decode_maps_and_seeds}

@@ -1,0 +1,103 @@
+"""Segmenter: numpy image in, label image and instance table out, with onnxruntime only."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Sequence
+
+import cv2
+import numpy as np
+import onnxruntime as ort
+
+from cellpoint.runtime.decoders import DECODERS
+from cellpoint.runtime.normalize import normalize_percentile, to_channels_first
+from cellpoint.runtime.package import ModelPackage, load_package
+from cellpoint.runtime.postprocess import instance_table
+from cellpoint.runtime.providers import choose_providers
+from cellpoint.runtime.tiling import predict_tiled
+
+
+def check_image(image: np.ndarray) -> None:
+    """Raise ValueError naming the problem if `image` cannot be segmented."""
+    if not isinstance(image, np.ndarray):
+        raise ValueError(f"expected a numpy array, got {type(image).__name__}")
+    if image.ndim not in (2, 3):
+        raise ValueError(f"wrong dimensions: expected (H,W) or (H,W,C), got shape {image.shape}")
+    if image.size == 0 or min(image.shape[:2]) < 1:
+        raise ValueError(f"empty image (shape {image.shape})")
+    if image.dtype.kind not in "biuf":
+        raise ValueError(f"unsupported dtype {image.dtype}")
+    if image.dtype.kind == "f" and not np.isfinite(image).all():
+        raise ValueError("image contains NaN or infinite values")
+
+
+class Segmenter:
+    """A loaded model package ready to segment images.
+
+    model: bundled name (see `cellpoint models`) or package folder; device: "auto" | "cpu" | "cuda";
+    tile: largest side (px, at the network's scale) run in one piece — larger images are tiled with
+    overlap, bounding memory; threads: onnxruntime intra-op threads (None = all cores)."""
+
+    def __init__(self, model: str | Path | None = None, device: str = "auto", tile: int = 1024,
+                 threads: int | None = None):
+        self.package: ModelPackage = load_package(model)
+        card = self.package.card
+        options = ort.SessionOptions()
+        if threads:
+            options.intra_op_num_threads = threads
+        self.session = ort.InferenceSession(str(self.package.onnx_path), options,
+                                            providers=choose_providers(device))
+        self.tile = int(tile)
+        self.input_spec = card["inputs"][0]
+        self.output_names = [o["name"] for o in card["outputs"]]
+        self.decoder = DECODERS[card["decoder"]["name"]]
+        self.decoder_params = card["decoder"]
+
+    @property
+    def provider(self) -> str:
+        """The execution provider onnxruntime actually uses first (e.g. "CPUExecutionProvider")."""
+        return self.session.get_providers()[0]
+
+    @property
+    def diameter(self) -> float:
+        """The cell diameter (px) the network was trained to see."""
+        return float(self.package.card["object_diameter_px"])
+
+    def _run(self, batch: np.ndarray) -> dict[str, np.ndarray]:
+        outputs = self.session.run(self.output_names, {self.input_spec["name"]: batch})
+        return dict(zip(self.output_names, outputs))
+
+    def predict_maps(self, image: np.ndarray, diameter: float | None = None,
+                     channels: Sequence[int] | None = None) -> tuple[dict[str, np.ndarray], float]:
+        """Network output maps at the image's own resolution.
+
+        image: (H,W) or (H,W,C), any numeric dtype. diameter: typical cell diameter in this image (px);
+        None means the model's own. Returns ({name: float32 (H,W)}, pixel_scale = image px per network px)."""
+        check_image(image)
+        if channels is not None:
+            image = image[..., list(channels)] if image.ndim == 3 else image
+        x = to_channels_first(image, int(self.input_spec["channels"]))
+        pre = self.input_spec["preprocessing"]
+        x = normalize_percentile(x, pre["low"], pre["high"])
+        h, w = x.shape[1:]
+        scale = self.diameter / float(diameter) if diameter else 1.0
+        if scale != 1.0:
+            size = (max(1, round(w * scale)), max(1, round(h * scale)))
+            x = np.stack([cv2.resize(c, size, interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR)
+                          for c in x])
+        maps = predict_tiled(self._run, x, tile=self.tile, overlap=int(self.package.card["tiling"]["overlap"]),
+                             multiple=int(self.package.card["tiling"]["multiple"]))
+        out = {}
+        for name, arr in maps.items():
+            arr = arr[0]
+            if arr.shape != (h, w):
+                arr = cv2.resize(arr, (w, h), interpolation=cv2.INTER_LINEAR)
+            out[name] = arr
+        return out, 1.0 / scale
+
+    def segment(self, image: np.ndarray, diameter: float | None = None,
+                channels: Sequence[int] | None = None) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        """Segment one image → (labels uint32 (H,W), table: dict of equal-length columns id, area,
+        centroid_y, centroid_x, bbox_y0, bbox_x0, bbox_y1, bbox_x1, score)."""
+        maps, pixel_scale = self.predict_maps(image, diameter, channels)
+        labels, score_map = self.decoder(maps, self.decoder_params, pixel_scale)
+        return labels, instance_table(labels, score_map)

@@ -1,0 +1,67 @@
+"""Run a fully convolutional network over an image of any size in bounded memory, tile by tile."""
+from __future__ import annotations
+
+from typing import Callable
+
+import numpy as np
+
+RunFn = Callable[[np.ndarray], dict[str, np.ndarray]]
+
+
+def tile_spans(length: int, tile: int, overlap: int, multiple: int) -> list[tuple[int, int, int, int]]:
+    """Tiles along one axis of a `length`-pixel axis (`length` and `tile` multiples of `multiple`).
+
+    Returns (start, stop, keep_start, keep_stop) per tile: the tile covers [start, stop) and owns the
+    output [keep_start, keep_stop). Starts are multiples of `multiple` spaced by at least
+    tile - overlap rounded down to a multiple; the last tile is shifted inwards to end at `length`. Two
+    neighbouring tiles hand over in the middle of their shared pixels, so each keeps at least overlap/2
+    pixels away from any side that touches another tile; sides on the image border are kept whole."""
+    if length <= tile:
+        return [(0, length, 0, length)]
+    stride = (tile - overlap) // multiple * multiple
+    if stride <= 0:
+        raise ValueError(f"overlap {overlap} leaves no stride for tile {tile} at multiple {multiple}")
+    starts = list(range(0, length - tile, stride)) + [length - tile]
+    cuts = [0] + [(a + tile + b) // 2 for a, b in zip(starts[:-1], starts[1:])] + [length]
+    return [(s, s + tile, cuts[i], cuts[i + 1]) for i, s in enumerate(starts)]
+
+
+def predict_tiled(run: RunFn, image: np.ndarray, tile: int = 1024, overlap: int = 64,
+                  multiple: int = 16) -> dict[str, np.ndarray]:
+    """Apply `run` to a (C,H,W) float32 image, whole or in overlapping tiles, and stitch its outputs.
+
+    run: float32 (1,C,h,w) → {name: float32 (1,k,h,w)}, h and w multiples of `multiple`, at most `tile`
+    (rounded down to a multiple). The image is first reflect-padded at the bottom/right to multiples of
+    `multiple`; if it then fits in one tile it runs in one call. Otherwise tiles overlap by at least
+    `overlap` px and each output pixel comes from the tile where it lies farthest from a seam, so the
+    result equals whole-image inference wherever the network's receptive field radius is < overlap/2.
+    Returns {name: float32 (k,H,W)}."""
+    x = np.asarray(image, dtype=np.float32)
+    if x.ndim != 3:
+        raise ValueError(f"image must be (C,H,W), got shape {x.shape}")
+    if multiple < 1 or overlap < 0:
+        raise ValueError("multiple must be >= 1 and overlap >= 0")
+    tile = tile // multiple * multiple
+    if tile < multiple:
+        raise ValueError(f"tile must be at least multiple={multiple}")
+    _, h, w = x.shape
+    ph, pw = -(-h // multiple) * multiple, -(-w // multiple) * multiple
+    if (ph, pw) != (h, w):
+        x = np.pad(x, ((0, 0), (0, ph - h), (0, pw - w)), mode="reflect")
+
+    out: dict[str, np.ndarray] = {}
+    for y0, y1, ky0, ky1 in tile_spans(ph, tile, overlap, multiple):
+        ky1 = min(ky1, h)
+        for x0, x1, kx0, kx1 in tile_spans(pw, tile, overlap, multiple):
+            kx1 = min(kx1, w)
+            if ky0 >= ky1 or kx0 >= kx1:  # a tile that would own only padding
+                continue
+            result = run(np.ascontiguousarray(x[None, :, y0:y1, x0:x1]))
+            for name, arr in result.items():
+                arr = np.asarray(arr)
+                if arr.ndim != 4 or arr.shape[0] != 1 or arr.shape[2:] != (y1 - y0, x1 - x0):
+                    raise ValueError(f"output {name!r} has shape {arr.shape}, expected (1,k,{y1 - y0},{x1 - x0})")
+                if name not in out:
+                    out[name] = np.empty((arr.shape[1], h, w), np.float32)
+                out[name][:, ky0:ky1, kx0:kx1] = arr[0, :, ky0 - y0:ky1 - y0, kx0 - x0:kx1 - x0]
+    return out

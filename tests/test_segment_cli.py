@@ -1,0 +1,66 @@
+"""`cellpoint segment` and `cellpoint models`: outputs, skipping, bad input, COCO results."""
+import json
+
+import numpy as np
+import tifffile
+from click.testing import CliRunner
+
+from cellpoint.runtime.commands import expand_inputs, models, segment
+from conftest import synthetic_nuclei
+
+
+def _inputs(tmp_path):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for k in range(2):
+        tifffile.imwrite(folder / f"img{k}.tif", synthetic_nuclei(seed=k)[0])
+    (folder / "broken.tif").write_bytes(b"not a tiff at all")
+    tifffile.imwrite(folder / "nan.tif", np.full((32, 32), np.nan, np.float32))
+    return folder
+
+
+def test_segment_writes_outputs_and_reports_bad_files(tiny_package, tmp_path):
+    folder = _inputs(tmp_path)
+    out = tmp_path / "out"
+    result = CliRunner().invoke(segment, [str(folder), "--model", str(tiny_package), "--out", str(out),
+                                          "--overlay", "--coco", str(out / "results.json")])
+    assert result.exit_code == 1                      # two files failed...
+    assert "broken.tif" in result.output and "nan.tif" in result.output.lower()
+    for k in range(2):                                # ...and the others were still written
+        labels = tifffile.imread(out / f"img{k}_labels.tif")
+        assert labels.shape == (96, 128) and labels.dtype == np.uint16
+        assert (out / f"img{k}_overlay.png").is_file() and (out / f"img{k}_instances.csv").is_file()
+    results = json.loads((out / "results.json").read_text())
+    assert all({"image_id", "segmentation", "score", "bbox"} <= set(r) for r in results)
+    assert not list(out.glob("*.tmp*")) and not list(out.glob(".*"))  # nothing half-written left
+
+
+def test_segment_skips_existing_outputs_unless_overwrite(tiny_package, tmp_path):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    tifffile.imwrite(folder / "a.tif", synthetic_nuclei()[0])
+    out = tmp_path / "out"
+    args = [str(folder / "a.tif"), "--model", str(tiny_package), "--out", str(out)]
+    assert CliRunner().invoke(segment, args).exit_code == 0
+    marker = out / "a_labels.tif"
+    before = marker.stat().st_mtime_ns
+    again = CliRunner().invoke(segment, args)
+    assert "skipped 1" in again.output and marker.stat().st_mtime_ns == before
+    assert "segmented 1" in CliRunner().invoke(segment, args + ["--overwrite"]).output
+
+
+def test_unknown_model_is_a_clear_error(tmp_path):
+    result = CliRunner().invoke(segment, [str(tmp_path), "--model", "no-such-model", "--out", str(tmp_path)])
+    assert result.exit_code != 0 and "no-such-model" in result.output
+
+
+def test_expand_inputs_takes_files_folders_and_globs_but_not_our_outputs(tmp_path):
+    for name in ("a.tif", "b.png", "a_labels.tif", "notes.txt"):
+        (tmp_path / name).write_bytes(b"x")
+    assert [p.name for p in expand_inputs((str(tmp_path),))] == ["a.tif", "b.png"]
+    assert [p.name for p in expand_inputs((str(tmp_path / "*.png"),))] == ["b.png"]
+
+
+def test_models_lists_bundled_packages():
+    result = CliRunner().invoke(models)
+    assert result.exit_code == 0

@@ -1,0 +1,50 @@
+"""The runtime's Python API: numpy in, numpy out; tiling; diameter rescaling; devices."""
+import numpy as np
+import pytest
+
+from cellpoint.runtime import Segmenter
+from conftest import synthetic_nuclei
+
+
+def test_segment_returns_labels_and_a_consistent_table(tiny_package):
+    seg = Segmenter(tiny_package, device="cpu")
+    assert seg.provider == "CPUExecutionProvider"
+    image = synthetic_nuclei()[0]
+    labels, table = seg.segment(image)
+    assert labels.shape == image.shape and labels.dtype == np.uint32
+    ids = np.unique(labels[labels > 0])
+    assert list(table["id"]) == list(ids)
+    for i, area in zip(table["id"], table["area"]):
+        assert (labels == i).sum() == area
+
+
+def test_tiled_maps_match_whole_image_maps(tiny_package):
+    image = np.tile(synthetic_nuclei()[0], (3, 3))          # 288 x 384
+    whole, _ = Segmenter(tiny_package, tile=1024).predict_maps(image)
+    tiled, _ = Segmenter(tiny_package, tile=160).predict_maps(image)
+    for name in whole:
+        assert np.abs(whole[name] - tiled[name]).max() < 1e-3, name
+
+
+def test_diameter_rescales_but_returns_full_size(tiny_package):
+    image = synthetic_nuclei()[0]
+    labels, _ = Segmenter(tiny_package).segment(image, diameter=36)
+    assert labels.shape == image.shape
+
+
+@pytest.mark.parametrize("bad, reason", [
+    (np.zeros((0, 10), np.float32), "empty"),
+    (np.zeros((2, 3, 4, 5), np.float32), "dimensions"),
+    (np.full((16, 16), np.nan, np.float32), "NaN"),
+])
+def test_bad_images_get_clear_errors(tiny_package, bad, reason):
+    with pytest.raises(ValueError, match=reason):
+        Segmenter(tiny_package).segment(bad)
+
+
+def test_cuda_request_without_cuda_is_a_clear_error(tiny_package):
+    import onnxruntime as ort
+    if "CUDAExecutionProvider" in ort.get_available_providers():
+        pytest.skip("this machine has CUDA")
+    with pytest.raises(RuntimeError, match="CUDA"):
+        Segmenter(tiny_package, device="cuda")

@@ -1,0 +1,1 @@
+"""One module per method: how its targets are made from a weak label kind, its loss, its decoder."""

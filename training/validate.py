@@ -1,0 +1,37 @@
+"""Measure a model package on a shared data set's val split with the deployed runtime."""
+from __future__ import annotations
+
+import numpy as np
+
+from cellpoint.training.datasets import list_samples, load_coco, load_sample
+from cellpoint.training.evaluation import evaluate
+
+
+def dataset_diameter(dataset: str, kinds=None) -> float:
+    """Median over the train images of each image's median cell diameter (px), from the COCO areas.
+
+    This stands for what a user knows of their own images ("cells are about 100 px across") and is
+    passed to the runtime as `diameter`, as cellpose users pass theirs."""
+    coco = load_coco(dataset)
+    ids = {s.image_id for s in list_samples(dataset, "train", kinds)}
+    areas: dict[int, list[float]] = {}
+    for a in coco["annotations"]:
+        if a["image_id"] in ids:
+            areas.setdefault(a["image_id"], []).append(a["area"])
+    return float(np.median([2 * np.sqrt(np.median(v) / np.pi) for v in areas.values()]))
+
+
+def evaluate_segmenter(segmenter, dataset: str, kinds=None, subset: str = "val", diameter=None) -> dict:
+    """Segment every image of the subset with a runtime Segmenter and score it against the masks.
+
+    Returns the metrics of `evaluation.evaluate` plus n_images and the diameter used."""
+    samples = list_samples(dataset, subset, kinds)
+    preds, gts = {}, {}
+    for s in samples:
+        image, gt = load_sample(s)
+        labels, table = segmenter.segment(image, diameter=diameter)
+        preds[s.image_id] = labels
+    coco = load_coco(dataset)
+    metrics = evaluate(coco, preds, image_ids=[s.image_id for s in samples])
+    metrics.update({"n_images": len(samples), "diameter_px": diameter})
+    return metrics
