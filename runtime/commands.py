@@ -100,7 +100,7 @@ def segment(paths, model, out_dir, diameter, channels, coco_path, overlay, devic
         with atomic_write(Path(coco_path)) as tmp:
             Path(tmp).write_text(json.dumps(results))
     click.echo(f"segmented {done}, skipped {skipped} (outputs exist; --overwrite to redo), failed {len(failed)}; "
-               f"label images in {out}" + (f"; COCO results in {coco_path}" if coco_path else ""))
+               f"outputs in {out}" + (f"; COCO results in {coco_path}" if coco_path else ""))
     if failed:
         sys.exit(1)
 

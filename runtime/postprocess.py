@@ -15,6 +15,7 @@ import numpy as np
 # 8-neighbourhood as (drow, dcol)
 _NEIGHBOURS_8 = ((-1, -1), (-1, 0), (-1, 1), (0, -1), (0, 1), (1, -1), (1, 0), (1, 1))
 _CROSS = cv2.getStructuringElement(cv2.MORPH_CROSS, (3, 3))
+_PENDING = np.uint32(0xFFFFFFFF)
 
 
 # ---------------------------------------------------------------------------------------------- peaks
@@ -101,27 +102,28 @@ class _Components:
         self.n_seeds = np.bincount(self.seed_comp, minlength=n)
         self.n_seeds[0] = 0
 
-    def base_labels(self, keep_unseeded: bool, n_seeds_total: int) -> np.ndarray:
-        """uint32 (H,W): components with exactly one seed get that seed's id (index + 1), unseeded ones
-        get ids after the seeds' (if kept) or 0; components with several seeds are left 0."""
+    def base_labels(self, keep_unseeded: bool, n_seeds_total: int):
+        """Labels that need no flooding, and where flooding is needed.
+
+        Returns (labels uint32 (H,W), box): components with exactly one seed get that seed's id
+        (index + 1), unseeded ones get ids after the seeds' (if kept) or 0. box is None if no component
+        holds >= 2 seeds, else (flood bool (h,w): those components inside their joint bounding box, the
+        indices of their seeds (n,), (rows, cols) slices of the box)."""
+        multi = self.n_seeds >= 2
         lut = np.zeros(self.n_seeds.size, np.uint32)
         single = self.n_seeds[self.seed_comp] == 1
         lut[self.seed_comp[single]] = np.flatnonzero(single).astype(np.uint32) + 1
         if keep_unseeded:
             unseeded = np.flatnonzero(self.n_seeds[1:] == 0) + 1
             lut[unseeded] = n_seeds_total + 1 + np.arange(unseeded.size, dtype=np.uint32)
-        return lut[self.comp]
-
-    def multi_seed_box(self):
-        """Where seeds compete: None if no component holds >= 2 seeds, else (flood bool (h,w): those
-        components inside their joint bounding box, seed indices in them (n,), (rows, cols) box slices)."""
-        multi = self.n_seeds >= 2
         if not multi.any():
-            return None
+            return lut[self.comp], None
+        lut[multi] = _PENDING  # marks the pixels to flood; they are all overwritten
+        labels = lut[self.comp]
         x, y, w, h = (self.stats[multi, i] for i in range(4))
         rs = slice(int(y.min()), int((y + h).max()))
         cs = slice(int(x.min()), int((x + w).max()))
-        return multi[self.comp[rs, cs]], np.flatnonzero(multi[self.seed_comp]), (rs, cs)
+        return labels, (labels[rs, cs] == _PENDING, np.flatnonzero(multi[self.seed_comp]), (rs, cs))
 
 
 def _setup(foreground: np.ndarray, seeds_rc, threshold: float):
@@ -153,8 +155,7 @@ def seeded_watershed(foreground: np.ndarray, seeds_rc, threshold: float = 0.5,
 
 
 def _watershed(fg, seeds, comps, elevation, keep_unseeded) -> np.ndarray:
-    labels = comps.base_labels(keep_unseeded, len(seeds))
-    box = comps.multi_seed_box()
+    labels, box = comps.base_labels(keep_unseeded, len(seeds))
     if box is None:
         return labels
     flood, seed_ids, (rs, cs) = box

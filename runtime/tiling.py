@@ -60,7 +60,8 @@ def predict_tiled(run: RunFn, image: np.ndarray, tile: int = 1024, overlap: int 
             for name, arr in result.items():
                 arr = np.asarray(arr)
                 if arr.ndim != 4 or arr.shape[0] != 1 or arr.shape[2:] != (y1 - y0, x1 - x0):
-                    raise ValueError(f"output {name!r} has shape {arr.shape}, expected (1,k,{y1 - y0},{x1 - x0})")
+                    raise ValueError(f"output {name!r} has shape {arr.shape}, "
+                                     f"expected (1,k,{y1 - y0},{x1 - x0})")
                 if name not in out:
                     out[name] = np.empty((arr.shape[1], h, w), np.float32)
                 out[name][:, ky0:ky1, kx0:kx1] = arr[0, :, ky0 - y0:ky1 - y0, kx0 - x0:kx1 - x0]

@@ -139,7 +139,7 @@ def train(examples: list[dict], cfg: TrainConfig, log=print) -> dict:
         "state_dict": net.state_dict(),
         "diameter": cfg.diameter,
         "normalization": {"kind": "percentile", "low": 1.0, "high": 99.8},
-        "decoder": method.decoder_params(cfg.params),
+        "decoder": method.decoder_params(cfg.params, cfg.labels),
         "config": {k: (asdict(v) if k == "params" else v) for k, v in vars(cfg).items()},
         "train_seconds": time.perf_counter() - start,
     }

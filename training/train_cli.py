@@ -40,19 +40,19 @@ def _prepare_one(job):
     return prepare_example(image.astype(np.float32), points_rc, labels, cfg)
 
 
-def collect_jobs(datasets, images_dir, points_dir, masks_dir, cfg, w_override):
+def collect_jobs(datasets, images_dir, points_dir, masks_dir, cfg, w_by_set: dict, w_default: float):
     """→ list of (job, objectness w) for the worker, from shared data sets and/or user folders."""
     from dataclasses import replace
     from cellpoint.training.datasets import list_samples
     jobs = []
     for spec in datasets:
         name, kinds = _parse_dataset(spec)
-        w = w_override or OBJECTNESS_W.get(name, DEFAULT_W)
+        w = w_by_set.get(name, w_default)
         c = replace(cfg, params=replace(cfg.params, w=w))
         for s in list_samples(name, "train", kinds):
             jobs.append(("shared", s, c, cfg.seed * 100003 + s.image_id))
     if images_dir:
-        c = replace(cfg, params=replace(cfg.params, w=w_override or DEFAULT_W))
+        c = replace(cfg, params=replace(cfg.params, w=w_default))
         for image in sorted(p for p in Path(images_dir).iterdir() if p.suffix.lower() in
                             {".tif", ".tiff", ".png", ".jpg", ".jpeg"}):
             pts = Path(points_dir) / f"{image.stem}_points.csv" if points_dir else None
@@ -86,7 +86,8 @@ def collect_jobs(datasets, images_dir, points_dir, masks_dir, cfg, w_override):
 @click.option("--placement", type=click.Choice(["centroid", "uniform"]), default="centroid", show_default=True,
               help="Where derived clicks fall in each cell (shared data sets).")
 @click.option("--jitter", default=0.0, show_default=True, help="Gaussian jitter (px) of derived clicks.")
-@click.option("--objectness-w", type=float, default=None, help="Objectness decay w (default: per data set).")
+@click.option("--objectness-w", "objectness_w", multiple=True, metavar="[DATASET=]W",
+              help="Objectness decay w, for all images or for one data set (default: tuned per data set).")
 @click.option("--seed", default=0, show_default=True)
 @click.option("--workers", default=min(2, os.cpu_count() or 1), show_default=True)
 def train(datasets, images_dir, points_dir, masks_dir, labels, out, steps, batch, lr, diameter, placement,
@@ -98,7 +99,16 @@ def train(datasets, images_dir, points_dir, masks_dir, labels, out, steps, batch
         raise click.UsageError("give --dataset and/or --images")
     cfg = TrainConfig(labels=labels, steps=steps, batch=batch, lr=lr, diameter=diameter, seed=seed,
                       point_placement=placement, point_jitter=jitter)
-    jobs = collect_jobs(datasets, images_dir, points_dir, masks_dir, cfg, objectness_w)
+    w_by_set = dict(OBJECTNESS_W)
+    w_default = DEFAULT_W
+    for item in objectness_w:
+        name, _, value = item.rpartition("=")
+        if name:
+            w_by_set[name] = float(value)
+        else:
+            w_default = float(value)
+            w_by_set = {}
+    jobs = collect_jobs(datasets, images_dir, points_dir, masks_dir, cfg, w_by_set, w_default)
     if not jobs:
         raise click.ClickException("no training images found")
     click.echo(f"preparing {len(jobs)} images ({labels}) ...")

@@ -116,8 +116,12 @@ class ExportHead(torch.nn.Module):
 OUTPUT_NAMES = ("foreground", "centers")
 
 
-def decoder_params(params: ObjectnessParams) -> dict:
-    """The card's decoder entry: which shared runtime decoder, and its parameters."""
-    return {"name": "maps_and_seeds", "foreground_threshold": 0.5, "center_threshold": 0.3,
+def decoder_params(params: ObjectnessParams, label_kind: str) -> dict:
+    """The card's decoder entry: which shared runtime decoder, and its parameters.
+
+    Weak mode trains P(cell) towards Obj/(Obj + β_bg·(1 − Obj)), so the foreground threshold that
+    corresponds to objectness 0.5 (where w was tuned) is 1/(1 + β_bg); full mode uses 0.5."""
+    threshold = 1.0 / (1.0 + params.beta_background) if label_kind == "points" else 0.5
+    return {"name": "maps_and_seeds", "foreground_threshold": round(threshold, 4), "center_threshold": 0.3,
             "min_distance": max(2, int(round(2 * params.center_sigma))), "min_area": 8,
             "split": "watershed"}

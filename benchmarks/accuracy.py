@@ -1,0 +1,73 @@
+"""Accuracy benchmark: model packages measured with the runtime on shared val splits.
+
+    python benchmarks/accuracy.py --name objectness-nuclei \
+        --package "points=model_cards/objectness-nuclei" --package "full masks=runs/objectness-nuclei-full" \
+        --dataset dsb2018_bbbc038:gray_dark --dataset coelho2009_u2os_nih3t3
+
+Each image is segmented with `diameter` = the data set's typical cell diameter (median over its train
+images), as a user states the size of their cells. Writes benchmarks/results/accuracy_<name>.md and .json."""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+from pathlib import Path
+
+from cellpoint.runtime import Segmenter
+from cellpoint.training.validate import dataset_diameter, evaluate_segmenter
+
+COLUMNS = [("AP", "mask AP"), ("AP50", "AP50"), ("AP75", "AP75"), ("APs", "APs"), ("APm", "APm"), ("APl", "APl"),
+           ("box_AP", "box AP"), ("f1_50", "F1@0.5"), ("f1_mean", "mean F1 (0.1–0.9)"), ("mean_dice", "mean Dice"),
+           ("fnr_50", "FNR@0.5"), ("afnr", "AFNR")]
+
+
+def fmt(v) -> str:
+    return "–" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.3f}"
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--name", required=True)
+    parser.add_argument("--package", action="append", required=True, metavar="LABEL=DIR")
+    parser.add_argument("--dataset", action="append", required=True, metavar="NAME[:KIND,..]")
+    parser.add_argument("--reference", default=None, help="LABEL whose F1@0.5 the others are compared to")
+    parser.add_argument("--out", default="benchmarks/results")
+    args = parser.parse_args()
+
+    results = {}
+    for spec in args.dataset:
+        name, _, kinds = spec.partition(":")
+        kinds = kinds.split(",") if kinds else None
+        diameter = round(dataset_diameter(name, kinds), 1)
+        for entry in args.package:
+            label, _, folder = entry.partition("=")
+            metrics = evaluate_segmenter(Segmenter(folder, device="cpu"), name, kinds, "val", diameter)
+            results.setdefault(spec, {})[label] = {k: v for k, v in metrics.items() if not isinstance(v, dict)}
+            print(spec, label, {k: fmt(results[spec][label].get(k)) for k, _ in COLUMNS}, flush=True)
+
+    reference = args.reference or args.package[-1].partition("=")[0]
+    lines = [f"# Accuracy: {args.name}", "",
+             "Val split of each data set, segmented by the exported package with the runtime (onnxruntime), "
+             "scored with pycocotools at LIVECell's settings (maxDets 2000; small < 324 px² < medium < 961 px² "
+             "< large) and one-to-one IoU matching. Command:", "",
+             "```", "python benchmarks/accuracy.py --name " + args.name + " "
+             + " ".join(f'--package "{p}"' for p in args.package) + " "
+             + " ".join(f"--dataset {d}" for d in args.dataset), "```", "",
+             "| data set (val) | training labels | images | diameter px | "
+             + " | ".join(c[1] for c in COLUMNS) + f" | F1@0.5 / {reference} |",
+             "|---|---|---|---|" + "---|" * (len(COLUMNS) + 1)]
+    for spec, by_label in results.items():
+        ref = by_label.get(reference, {}).get("f1_50")
+        for label, m in by_label.items():
+            ratio = fmt(m["f1_50"] / ref) if ref else "–"
+            lines.append(f"| {spec} | {label} | {m['n_images']} | {m['diameter_px']} | "
+                         + " | ".join(fmt(m.get(k)) for k, _ in COLUMNS) + f" | {ratio} |")
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / f"accuracy_{args.name}.md").write_text("\n".join(lines) + "\n")
+    (out / f"accuracy_{args.name}.json").write_text(json.dumps(results, indent=1))
+    print(f"wrote {out / f'accuracy_{args.name}.md'}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# Reproduce the bundled objectness-nuclei package and its benchmark tables (about 40 min on 2 cores).
+# Run from the repository root with the train extra installed and ../shared/data present.
+set -euo pipefail
+SETS=(--dataset dsb2018_bbbc038:gray_dark --dataset coelho2009_u2os_nih3t3)
+DSB=../shared/data/dsb2018_bbbc038/stage1_train
+S1=$DSB/2cfa61bef6542dd359717e9131ce6f076c415a3bd7f48cb093b0d7f3b2ca785d/images/2cfa61bef6542dd359717e9131ce6f076c415a3bd7f48cb093b0d7f3b2ca785d.png
+S2=$DSB/573e1480b500c395f8d3f1800e1998bf553af0d3d43039333d33cf37d08f64e5/images/573e1480b500c395f8d3f1800e1998bf553af0d3d43039333d33cf37d08f64e5.png
+mkdir -p runs
+cellpoint train "${SETS[@]}" --labels points --steps 2500 --out runs/nuclei_points.pt
+cellpoint train "${SETS[@]}" --labels full --steps 2500 --out runs/nuclei_full.pt
+cellpoint export runs/nuclei_points.pt --out model_cards/objectness-nuclei \
+  --description "Fluorescence nuclei, trained from one click per nucleus (objectness regularisation)." \
+  --sample "$S1" --sample "$S2" --sample-source "DSB 2018 / BBBC038 stage1_train (val split images 28 and 53)" \
+  --sample-licence "CC0 1.0" --notes benchmarks/notes/objectness-nuclei.md \
+  --eval dsb2018_bbbc038:gray_dark --eval coelho2009_u2os_nih3t3
+cellpoint export runs/nuclei_full.pt --out runs/objectness-nuclei-full \
+  --description "Upper bound: the same network trained on full masks." --sample "$S1"
+python benchmarks/accuracy.py --name objectness-nuclei \
+  --package "points=model_cards/objectness-nuclei" --package "full masks=runs/objectness-nuclei-full" \
+  --reference "full masks" "${SETS[@]}"
+python benchmarks/speed.py --package model_cards/objectness-nuclei --checkpoint runs/nuclei_points.pt

@@ -1,0 +1,113 @@
+"""Speed benchmark: seconds per image, per stage (read, normalise, network, decode, write), median of
+repeated runs, for onnxruntime (the deployed runtime) and the same network in eager PyTorch.
+
+    python benchmarks/speed.py --package model_cards/objectness-nuclei --checkpoint runs/nuclei_points.pt
+
+Writes benchmarks/results/speed_<package>.md. Images: the package's first sample, tiled/cropped to
+520×704 and 2048×2048 (real content at the density of the sample)."""
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from cellpoint.runtime import Segmenter
+from cellpoint.runtime.image_io import read_image, write_labels_tif
+from cellpoint.runtime.normalize import normalize_percentile, to_channels_first
+from cellpoint.runtime.tiling import predict_tiled
+
+SIZES = [(520, 704), (2048, 2048)]
+
+
+def make_image(sample: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    reps = (-(-shape[0] // sample.shape[0]), -(-shape[1] // sample.shape[1]))
+    return np.tile(sample, reps)[:shape[0], :shape[1]]
+
+
+def time_pipeline(seg: Segmenter, path: Path, out: Path, network) -> dict:
+    """One end-to-end run; returns seconds per stage."""
+    t = {}
+    s = time.perf_counter()
+    image = read_image(path)
+    t["read"] = time.perf_counter() - s
+    s = time.perf_counter()
+    x = normalize_percentile(to_channels_first(image, 1))
+    t["normalise"] = time.perf_counter() - s
+    s = time.perf_counter()
+    maps = predict_tiled(network, x, tile=seg.tile, overlap=seg.package.card["tiling"]["overlap"],
+                         multiple=seg.package.card["tiling"]["multiple"])
+    t["network"] = time.perf_counter() - s
+    s = time.perf_counter()
+    labels, _ = seg.decoder({k: v[0] for k, v in maps.items()}, seg.decoder_params, 1.0)
+    t["decode"] = time.perf_counter() - s
+    s = time.perf_counter()
+    write_labels_tif(out, labels)
+    t["write"] = time.perf_counter() - s
+    t["total"] = sum(t.values())
+    t["cells"] = int(labels.max())
+    return t
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--package", default="model_cards/objectness-nuclei")
+    parser.add_argument("--checkpoint", default=None, help="the package's checkpoint, for the PyTorch rows")
+    parser.add_argument("--repeats", type=int, default=7)
+    parser.add_argument("--out", default="benchmarks/results")
+    args = parser.parse_args()
+
+    seg = Segmenter(args.package, device="cpu")
+    sample_file = Path(args.package) / seg.package.card["samples"][0]["input"]
+    sample = read_image(sample_file)
+    engines = {"onnxruntime": seg._run}
+    if args.checkpoint:
+        import torch
+        from cellpoint.training.methods.objectness import ExportHead
+        from cellpoint.training.train import build_network
+        torch.set_num_threads(os.cpu_count() or 1)
+        module = ExportHead(build_network(torch.load(args.checkpoint, map_location="cpu", weights_only=False)))
+
+        def torch_run(batch):
+            with torch.no_grad():
+                fg, ctr = module(torch.from_numpy(batch))
+            return {"foreground": fg.numpy(), "centers": ctr.numpy()}
+        engines["PyTorch eager"] = torch_run
+
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for shape in SIZES:
+            path = Path(tmp) / f"img_{shape[0]}x{shape[1]}.tif"
+            import tifffile
+            tifffile.imwrite(path, make_image(sample, shape))
+            for engine, run in engines.items():
+                time_pipeline(seg, path, Path(tmp) / "warm.tif", run)  # warm-up
+                runs = [time_pipeline(seg, path, Path(tmp) / "labels.tif", run) for _ in range(args.repeats)]
+                med = {k: statistics.median(r[k] for r in runs) for k in runs[0]}
+                rows.append((f"{shape[0]}×{shape[1]}", engine, med))
+                print(rows[-1][0], engine, {k: round(v, 4) for k, v in med.items()}, flush=True)
+
+    name = Path(args.package).name
+    lines = [f"# Speed: {name}", "",
+             f"Median of {args.repeats} runs, seconds per image, {os.cpu_count()} CPU cores "
+             f"({platform.processor() or platform.machine()}), onnxruntime CPU provider. "
+             f"Command: `python benchmarks/speed.py --package {args.package}"
+             + (f" --checkpoint {args.checkpoint}" if args.checkpoint else "") + "`", "",
+             "| image | engine | read | normalise | network | decode | write | total | cells |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for size, engine, m in rows:
+        lines.append(f"| {size} | {engine} | {m['read']:.3f} | {m['normalise']:.3f} | {m['network']:.3f} | "
+                     f"{m['decode']:.3f} | {m['write']:.3f} | **{m['total']:.3f}** | {m['cells']:.0f} |")
+    Path(args.out).mkdir(parents=True, exist_ok=True)
+    target = Path(args.out) / f"speed_{name}.md"
+    target.write_text("\n".join(lines) + "\n")
+    print(f"wrote {target}")
+
+
+if __name__ == "__main__":
+    main()
