@@ -32,7 +32,10 @@ def _parse_dataset(spec: str):
 @click.option("--atol", default=1e-4, show_default=True, help="Largest allowed torch-vs-onnxruntime difference.")
 def export(checkpoint, out_dir, name, description, samples, sample_source, sample_licence, eval_sets, notes, atol):
     """Export CHECKPOINT to a self-describing ONNX model package; fails if onnxruntime disagrees with torch."""
-    import torch
+    try:
+        import torch
+    except ImportError:
+        raise click.ClickException("this command needs PyTorch: pip install torch==2.13.0 'cellpoint[train]'")
 
     from cellpoint.export.card import build_card, render_readme
     from cellpoint.export.onnx_export import ParityError, check_parity, export_network

@@ -93,7 +93,10 @@ def collect_jobs(datasets, images_dir, points_dir, masks_dir, cfg, w_by_set: dic
 def train(datasets, images_dir, points_dir, masks_dir, labels, out, steps, batch, lr, diameter, placement,
           jitter, objectness_w, seed, workers):
     """Train the objectness-regularised point-supervised network and write a checkpoint."""
-    import torch
+    try:
+        import torch
+    except ImportError:
+        raise click.ClickException("this command needs PyTorch: pip install torch==2.13.0 'cellpoint[train]'")
     from cellpoint.training.train import TrainConfig, train as run_training
     if not datasets and not images_dir:
         raise click.UsageError("give --dataset and/or --images")
