@@ -14,6 +14,7 @@ import math
 from pathlib import Path
 
 from cellpoint.runtime import Segmenter
+from cellpoint.training.datasets import parse_dataset_spec
 from cellpoint.training.validate import dataset_diameter, evaluate_segmenter
 
 COLUMNS = [("AP", "mask AP"), ("AP50", "AP50"), ("AP75", "AP75"), ("APs", "APs"), ("APm", "APm"), ("APl", "APl"),
@@ -36,8 +37,7 @@ def main():
 
     results = {}
     for spec in args.dataset:
-        name, _, kinds = spec.partition(":")
-        kinds = kinds.split(",") if kinds else None
+        name, kinds = parse_dataset_spec(spec)
         diameter = round(dataset_diameter(name, kinds), 1)
         for entry in args.package:
             label, _, folder = entry.partition("=")
@@ -52,6 +52,7 @@ def main():
              "< large) and one-to-one IoU matching. Command:", "",
              "```", "python benchmarks/accuracy.py --name " + args.name + " "
              + " ".join(f'--package "{p}"' for p in args.package) + " "
+             + (f'--reference "{args.reference}" ' if args.reference else "")
              + " ".join(f"--dataset {d}" for d in args.dataset), "```", "",
              "| data set (val) | training labels | images | diameter px | "
              + " | ".join(c[1] for c in COLUMNS) + f" | F1@0.5 / {reference} |",

@@ -20,3 +20,4 @@ python benchmarks/accuracy.py --name objectness-nuclei \
   --package "points=model_cards/objectness-nuclei" --package "full masks=runs/objectness-nuclei-full" \
   --reference "full masks" "${SETS[@]}"
 python benchmarks/speed.py --package model_cards/objectness-nuclei --checkpoint runs/nuclei_points.pt
+python benchmarks/objectness_ceiling.py

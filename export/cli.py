@@ -11,10 +11,6 @@ import numpy as np
 TILING = {"multiple": 16, "overlap": 64}
 
 
-def _parse_dataset(spec: str):
-    name, _, kinds = spec.partition(":")
-    return name, (kinds.split(",") if kinds else None)
-
 
 @click.command("export")
 @click.argument("checkpoint", type=click.Path(exists=True, dir_okay=False))
@@ -75,9 +71,10 @@ def export(checkpoint, out_dir, name, description, samples, sample_source, sampl
                                    "licence": sample_licence or "unknown", "instances": int(labels.max())})
         metrics = {}
         if eval_sets:
+            from cellpoint.training.datasets import parse_dataset_spec
             from cellpoint.training.validate import dataset_diameter, evaluate_segmenter
             for spec in eval_sets:
-                dataset, kinds = _parse_dataset(spec)
+                dataset, kinds = parse_dataset_spec(spec)
                 diameter = round(dataset_diameter(dataset, kinds), 1)
                 click.echo(f"measuring {spec} val (diameter {diameter} px) ...")
                 full = evaluate_segmenter(segmenter, dataset, kinds, "val", diameter)

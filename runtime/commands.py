@@ -49,7 +49,8 @@ def write_table_csv(path: Path, table: dict) -> None:
               help="Also write all instances as COCO results JSON (RLE masks, scores).")
 @click.option("--overlay", is_flag=True, help="Also write <stem>_overlay.png with outlines on the image.")
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
-@click.option("--tile", type=int, default=1024, show_default=True, help="Tile size (px) for large images.")
+@click.option("--tile", type=int, default=768, show_default=True,
+              help="Tile size (px, at the network scale): larger images run in overlapping tiles.")
 @click.option("--overwrite", is_flag=True, help="Redo inputs whose outputs already exist.")
 def segment(paths, model, out_dir, diameter, channels, coco_path, overlay, device, tile, overwrite):
     """Segment images (files, folders, globs) into OUT/<stem>_labels.tif and <stem>_instances.csv."""

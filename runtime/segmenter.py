@@ -37,7 +37,7 @@ class Segmenter:
     tile: largest side (px, at the network's scale) run in one piece — larger images are tiled with
     overlap, bounding memory; threads: onnxruntime intra-op threads (None = all cores)."""
 
-    def __init__(self, model: str | Path | None = None, device: str = "auto", tile: int = 1024,
+    def __init__(self, model: str | Path | None = None, device: str = "auto", tile: int = 768,
                  threads: int | None = None):
         self.package: ModelPackage = load_package(model)
         card = self.package.card

@@ -64,3 +64,26 @@ def test_expand_inputs_takes_files_folders_and_globs_but_not_our_outputs(tmp_pat
 def test_models_lists_bundled_packages():
     result = CliRunner().invoke(models)
     assert result.exit_code == 0
+
+
+def test_coco_results_of_segment_are_scored_by_evaluate_via_file_names(tiny_package, tmp_path):
+    from cellpoint.runtime.coco_results import labels_to_coco_results
+    from cellpoint.training.evaluate_cli import evaluate
+    folder = tmp_path / "in"
+    folder.mkdir()
+    images, annotations = [], []
+    for k, seed in enumerate((3, 4)):
+        image, labels, _ = synthetic_nuclei(seed=seed)
+        tifffile.imwrite(folder / f"img{k}.tif", image)
+        images.append({"id": 10 + k, "file_name": f"img{k}.tif", "height": 96, "width": 128})
+        for r in labels_to_coco_results(labels, 10 + k):
+            annotations.append(dict(r, id=len(annotations) + 1, iscrowd=0))
+    gt = tmp_path / "gt.json"
+    gt.write_text(json.dumps({"images": images, "annotations": annotations, "categories": [{"id": 1, "name": "cell"}]}))
+    results = tmp_path / "results.json"
+    assert CliRunner().invoke(segment, [str(folder), "--model", str(tiny_package), "--out", str(tmp_path / "o"),
+                                        "--coco", str(results)]).exit_code == 0
+    assert {r["image_id"] for r in json.loads(results.read_text())} <= {1, 2}   # input order, not GT ids
+    scored = CliRunner().invoke(evaluate, ["--gt", str(gt), "--pred", str(results), "--json"])
+    assert scored.exit_code == 0, scored.output
+    assert json.loads(scored.output)["n_gt"] == len(annotations)

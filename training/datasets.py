@@ -123,3 +123,9 @@ def _root_of(sample: Sample) -> Path:
     for _ in Path(sample.file_name).parts:
         folder = folder.parent
     return folder.parent
+
+
+def parse_dataset_spec(spec: str) -> tuple[str, list[str] | None]:
+    """"NAME[:KIND,KIND..]" (as the CLIs take it) → (name, kinds or None)."""
+    name, _, kinds = spec.partition(":")
+    return name, (kinds.split(",") if kinds else None)

@@ -9,6 +9,8 @@ from pathlib import Path
 import click
 import numpy as np
 
+from cellpoint.training import annotations
+
 from cellpoint.training.evaluation import evaluate as evaluate_metrics
 from cellpoint.training.evaluation import format_table
 
@@ -24,25 +26,23 @@ def _read_json(path: Path, what: str):
 
 
 def read_label_image(path: Path) -> np.ndarray:
-    """Integer label image (H, W) from a TIFF (tifffile, OpenCV as fallback) or PNG (OpenCV)."""
-    labels = None
-    error = None
-    if path.suffix.lower() in (".tif", ".tiff"):
-        try:
-            import tifffile
-            labels = tifffile.imread(path)
-        except Exception as err:  # e.g. a compression tifffile cannot decode without imagecodecs
-            error = err
-    if labels is None:
-        import cv2
-        labels = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
-    if labels is None:
-        raise click.ClickException(f"cannot read label image {path}" + (f": {error}" if error else ""))
-    labels = np.squeeze(np.asarray(labels))
-    if labels.ndim != 2 or labels.dtype.kind not in "iu":
-        raise click.ClickException(
-            f"label image {path} must be a 2-D integer image, got shape {labels.shape} dtype {labels.dtype}")
-    return labels
+    """Integer label image (H, W); a click error naming the file if it is not one."""
+    try:
+        return annotations.read_label_image(path)
+    except (OSError, ValueError) as error:
+        raise click.ClickException(str(error)) from error
+
+
+def remap_by_file_name(results: list[dict], images: list[dict]) -> list[dict]:
+    """Results that carry a `file_name` (as `cellpoint segment --coco` writes) get the ground truth's
+    image_id of the image with that file name; others are left as they are."""
+    by_name = {Path(img["file_name"]).name: img["id"] for img in images}
+    out = []
+    for r in results:
+        if "file_name" in r and Path(r["file_name"]).name in by_name:
+            r = dict(r, image_id=by_name[Path(r["file_name"]).name])
+        out.append(r)
+    return out
 
 
 def read_scores(path: Path) -> dict[int, float]:
@@ -150,6 +150,7 @@ def evaluate(gt_path, pred_path, split_path, subset, score_threshold, as_json, o
             preds = preds["annotations"]
         if not isinstance(preds, list):
             raise click.ClickException(f"results file {pred_path} is not a COCO results list")
+        preds = remap_by_file_name(preds, gt["images"])
     try:
         metrics = evaluate_metrics(gt, preds, image_ids=image_ids, scores=scores, score_threshold=score_threshold)
     except (KeyError, ValueError, TypeError) as error:

@@ -8,15 +8,13 @@ from pathlib import Path
 import click
 import numpy as np
 
+from cellpoint.training.datasets import parse_dataset_spec
+
 # Objectness decay w per shared data set, chosen as the paper does (grid search for the best IoU of the
 # objectness map against the masks); images of other data sets use --objectness-w.
 OBJECTNESS_W = {"dsb2018_bbbc038": 200.0, "coelho2009_u2os_nih3t3": 50.0}
 DEFAULT_W = 100.0
 
-
-def _parse_dataset(spec: str) -> tuple[str, list[str] | None]:
-    name, _, kinds = spec.partition(":")
-    return name, (kinds.split(",") if kinds else None)
 
 
 def _prepare_one(job):
@@ -46,7 +44,7 @@ def collect_jobs(datasets, images_dir, points_dir, masks_dir, cfg, w_by_set: dic
     from cellpoint.training.datasets import list_samples
     jobs = []
     for spec in datasets:
-        name, kinds = _parse_dataset(spec)
+        name, kinds = parse_dataset_spec(spec)
         w = w_by_set.get(name, w_default)
         c = replace(cfg, params=replace(cfg.params, w=w))
         for s in list_samples(name, "train", kinds):
@@ -120,7 +118,7 @@ def train(datasets, images_dir, points_dir, masks_dir, labels, out, steps, batch
     torch.set_num_threads(max(1, os.cpu_count() or 1))
     checkpoint = run_training(examples, cfg, log=click.echo)
     checkpoint["training_data"] = [
-        {"dataset": _parse_dataset(d)[0], "kinds": _parse_dataset(d)[1], "split": "train"} for d in datasets
+        {"dataset": parse_dataset_spec(d)[0], "kinds": parse_dataset_spec(d)[1], "split": "train"} for d in datasets
     ] + ([{"folder": str(images_dir)}] if images_dir else [])
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
