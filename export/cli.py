@@ -25,8 +25,11 @@ TILING = {"multiple": 16, "overlap": 64}
 @click.option("--eval", "eval_sets", multiple=True, metavar="DATASET[:KIND,..]",
               help="Shared data set whose val split is measured with the exported package; repeatable.")
 @click.option("--notes", type=click.Path(exists=True, dir_okay=False), help="Markdown appended to README.md.")
+@click.option("--decoder-param", "decoder_params", multiple=True, metavar="KEY=VALUE",
+              help="Override a decoder parameter of the checkpoint, e.g. foreground_threshold=0.225. Repeatable.")
 @click.option("--atol", default=1e-4, show_default=True, help="Largest allowed torch-vs-onnxruntime difference.")
-def export(checkpoint, out_dir, name, description, samples, sample_source, sample_licence, eval_sets, notes, atol):
+def export(checkpoint, out_dir, name, description, samples, sample_source, sample_licence, eval_sets, notes,
+           decoder_params, atol):
     """Export CHECKPOINT to a self-describing ONNX model package; fails if onnxruntime disagrees with torch."""
     try:
         import torch
@@ -41,6 +44,12 @@ def export(checkpoint, out_dir, name, description, samples, sample_source, sampl
     from cellpoint.runtime.segmenter import Segmenter
 
     ckpt = torch.load(checkpoint, map_location="cpu", weights_only=False)
+    for item in decoder_params:
+        key, sep, value = item.partition("=")
+        if not sep or key not in ckpt["decoder"] or key == "name":
+            raise click.BadParameter(f"{item!r}: expected KEY=VALUE with KEY one of "
+                                     f"{sorted(k for k in ckpt['decoder'] if k != 'name')}", param_hint="--decoder-param")
+        ckpt["decoder"][key] = type(ckpt["decoder"][key])(value)
     out = Path(out_dir)
     name = name or out.name
     work = out.with_name(out.name + ".partial")

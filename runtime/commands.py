@@ -46,7 +46,7 @@ def write_table_csv(path: Path, table: dict) -> None:
               help="Typical cell diameter in your images (px); default: the model's (see its card).")
 @click.option("--channels", default=None, help="Comma-separated channel indices to feed the model, e.g. 0 or 1,0.")
 @click.option("--coco", "coco_path", type=click.Path(dir_okay=False), default=None,
-              help="Also write all instances as COCO results JSON (RLE masks, scores).")
+              help="Also write all instances as COCO results JSON (RLE masks, scores); segments every input.")
 @click.option("--overlay", is_flag=True, help="Also write <stem>_overlay.png with outlines on the image.")
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
 @click.option("--tile", type=int, default=768, show_default=True,

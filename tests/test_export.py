@@ -48,3 +48,14 @@ def test_tampered_weights_fail_the_checksum(tiny_package, tmp_path):
     (copy / "model.onnx").write_bytes(bytes(data))
     with pytest.raises(PackageError, match="checksum"):
         load_package(copy)
+
+
+def test_decoder_parameters_can_be_set_at_export(tiny_checkpoint, tmp_path):
+    from click.testing import CliRunner
+    from cellpoint.export.cli import export
+    out = tmp_path / "pkg"
+    ok = CliRunner().invoke(export, [str(tiny_checkpoint), "--out", str(out), "--decoder-param", "foreground_threshold=0.2"])
+    assert ok.exit_code == 0, ok.output
+    assert json.loads((out / "card.json").read_text())["decoder"]["foreground_threshold"] == 0.2
+    bad = CliRunner().invoke(export, [str(tiny_checkpoint), "--out", str(tmp_path / "x"), "--decoder-param", "nope=1"])
+    assert bad.exit_code != 0 and "nope" in bad.output and not (tmp_path / "x").exists()

@@ -12,7 +12,7 @@ from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import dijkstra
 
 
-def anisotropic_diffusion(image: np.ndarray, iterations: int = 30, kappa: float = 0.1,
+def anisotropic_diffusion(image: np.ndarray, iterations: int = 100, kappa: float = 0.1,
                           step: float = 0.2) -> np.ndarray:
     """Perona–Malik edge-preserving smoothing, applied before growing as the paper does.
 

@@ -1,0 +1,55 @@
+"""Choose a package's foreground threshold on the TRAIN split (val stays for reporting).
+
+    python benchmarks/tune_decoder.py --package /tmp/pkg --threshold 0.175 0.2 0.225 0.25
+
+Segments the train images of each data set with the runtime at each threshold and reports F1@0.5 and
+mask AP; the threshold with the best mean F1@0.5 is printed, to pass to
+`cellpoint export --decoder-param foreground_threshold=T`. Writes benchmarks/results/tune_decoder_<name>.md."""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import numpy as np
+
+from cellpoint.runtime import Segmenter
+from cellpoint.training.datasets import parse_dataset_spec
+from cellpoint.training.validate import dataset_diameter, evaluate_segmenter
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--package", required=True)
+    parser.add_argument("--name", default="objectness-nuclei")
+    parser.add_argument("--threshold", type=float, nargs="+", required=True)
+    parser.add_argument("--dataset", action="append",
+                        default=None, help="NAME[:KIND] (default: the two fluorescence nuclei sets)")
+    args = parser.parse_args()
+    sets = args.dataset or ["dsb2018_bbbc038:gray_dark", "coelho2009_u2os_nih3t3"]
+    seg = Segmenter(args.package, device="cpu")
+    lines = [f"# Foreground threshold of {args.name}, chosen on the train split", "",
+             f"Command: `python benchmarks/tune_decoder.py --package <exported package> --threshold "
+             f"{' '.join(map(str, args.threshold))}`", "",
+             "| threshold | " + " | ".join(f"{s} F1@0.5 | {s} AP" for s in sets) + " | mean F1@0.5 |",
+             "|---|" + "---|---|" * len(sets) + "---|"]
+    best = None
+    for t in args.threshold:
+        seg.decoder_params = dict(seg.decoder_params, foreground_threshold=t)
+        cells, f1s = [], []
+        for spec in sets:
+            name, kinds = parse_dataset_spec(spec)
+            m = evaluate_segmenter(seg, name, kinds, "train", round(dataset_diameter(name, kinds), 1))
+            cells += [f"{m['f1_50']:.3f}", f"{m['AP']:.3f}"]
+            f1s.append(m["f1_50"])
+        lines.append(f"| {t} | " + " | ".join(cells) + f" | {np.mean(f1s):.3f} |")
+        print(lines[-1], flush=True)
+        if best is None or np.mean(f1s) > best[1]:
+            best = (t, float(np.mean(f1s)))
+    lines += ["", f"Best mean F1@0.5 on train: threshold {best[0]}."]
+    out = Path("benchmarks/results") / f"tune_decoder_{args.name}.md"
+    out.write_text("\n".join(lines) + "\n")
+    print(f"best threshold {best[0]}; wrote {out}")
+
+
+if __name__ == "__main__":
+    main()
