@@ -5,7 +5,9 @@
         --dataset dsb2018_bbbc038:gray_dark --dataset coelho2009_u2os_nih3t3
 
 Each image is segmented with `diameter` = the data set's typical cell diameter (median over its train
-images), as a user states the size of their cells. Writes benchmarks/results/accuracy_<name>.md and .json."""
+images), as a user states the size of their cells; in the "refined" mode the runtime then measures each
+image's cells and segments again at their size (`refine_diameter=True`). Writes
+benchmarks/results/accuracy_<name>.md and .json."""
 from __future__ import annotations
 
 import argparse
@@ -39,11 +41,13 @@ def main():
     for spec in args.dataset:
         name, kinds = parse_dataset_spec(spec)
         diameter = round(dataset_diameter(name, kinds), 1)
-        for entry in args.package:
-            label, _, folder = entry.partition("=")
-            metrics = evaluate_segmenter(Segmenter(folder, device="cpu"), name, kinds, "val", diameter)
-            results.setdefault(spec, {})[label] = {k: v for k, v in metrics.items() if not isinstance(v, dict)}
-            print(spec, label, {k: fmt(results[spec][label].get(k)) for k, _ in COLUMNS}, flush=True)
+        for refine in (False, True):
+            for entry in args.package:
+                label, _, folder = entry.partition("=")
+                metrics = evaluate_segmenter(Segmenter(folder, device="cpu"), name, kinds, "val", diameter, refine)
+                key = f"{label} | {'refined per image' if refine else 'fixed'}"
+                results.setdefault(spec, {})[key] = {k: v for k, v in metrics.items() if not isinstance(v, dict)}
+                print(spec, key, {k: fmt(results[spec][key].get(k)) for k, _ in COLUMNS}, flush=True)
 
     reference = args.reference or args.package[-1].partition("=")[0]
     lines = [f"# Accuracy: {args.name}", "",
@@ -54,12 +58,12 @@ def main():
              + " ".join(f'--package "{p}"' for p in args.package) + " "
              + (f'--reference "{args.reference}" ' if args.reference else "")
              + " ".join(f"--dataset {d}" for d in args.dataset), "```", "",
-             "| data set (val) | training labels | images | diameter px | "
-             + " | ".join(c[1] for c in COLUMNS) + f" | F1@0.5 / {reference} |",
-             "|---|---|---|---|" + "---|" * (len(COLUMNS) + 1)]
+             "| data set (val) | training labels | diameter | images | start diameter px | "
+             + " | ".join(c[1] for c in COLUMNS) + f" | F1@0.5 / {reference} (same diameter mode) |",
+             "|---|---|---|---|---|" + "---|" * (len(COLUMNS) + 1)]
     for spec, by_label in results.items():
-        ref = by_label.get(reference, {}).get("f1_50")
         for label, m in by_label.items():
+            ref = by_label.get(f"{reference} | {label.split(' | ')[1]}", {}).get("f1_50")
             ratio = fmt(m["f1_50"] / ref) if ref else "–"
             lines.append(f"| {spec} | {label} | {m['n_images']} | {m['diameter_px']} | "
                          + " | ".join(fmt(m.get(k)) for k, _ in COLUMNS) + f" | {ratio} |")

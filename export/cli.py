@@ -86,8 +86,9 @@ def export(checkpoint, out_dir, name, description, samples, sample_source, sampl
                 dataset, kinds = parse_dataset_spec(spec)
                 diameter = round(dataset_diameter(dataset, kinds), 1)
                 click.echo(f"measuring {spec} val (diameter {diameter} px) ...")
-                full = evaluate_segmenter(segmenter, dataset, kinds, "val", diameter)
-                metrics[spec] = {k: v for k, v in full.items() if not isinstance(v, dict)}
+                for refine, key in ((False, spec), (True, f"{spec} (refined diameter)")):
+                    full = evaluate_segmenter(segmenter, dataset, kinds, "val", diameter, refine)
+                    metrics[key] = {k: v for k, v in full.items() if not isinstance(v, dict)}
         card = build_card(ckpt, name, description, sha, sample_entries, metrics, parity, TILING)
         (work / CARD_FILE).write_text(json.dumps(card, indent=1))
         (work / "README.md").write_text(render_readme(card, Path(notes).read_text() if notes else ""))

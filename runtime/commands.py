@@ -44,6 +44,8 @@ def write_table_csv(path: Path, table: dict) -> None:
 @click.option("--out", "-o", "out_dir", required=True, type=click.Path(file_okay=False), help="Output folder.")
 @click.option("--diameter", "-d", type=float, default=None,
               help="Typical cell diameter in your images (px); default: the model's (see its card).")
+@click.option("--refine-diameter", is_flag=True,
+              help="Measure the cells found at --diameter and segment again at their size if it differs (2x time).")
 @click.option("--channels", default=None, help="Comma-separated channel indices to feed the model, e.g. 0 or 1,0.")
 @click.option("--coco", "coco_path", type=click.Path(dir_okay=False), default=None,
               help="Also write all instances as COCO results JSON (RLE masks, scores); segments every input.")
@@ -52,7 +54,7 @@ def write_table_csv(path: Path, table: dict) -> None:
 @click.option("--tile", type=int, default=768, show_default=True,
               help="Tile size (px, at the network scale): larger images run in overlapping tiles.")
 @click.option("--overwrite", is_flag=True, help="Redo inputs whose outputs already exist.")
-def segment(paths, model, out_dir, diameter, channels, coco_path, overlay, device, tile, overwrite):
+def segment(paths, model, out_dir, diameter, refine_diameter, channels, coco_path, overlay, device, tile, overwrite):
     """Segment images (files, folders, globs) into OUT/<stem>_labels.tif and <stem>_instances.csv."""
     from tqdm import tqdm
 
@@ -81,7 +83,7 @@ def segment(paths, model, out_dir, diameter, channels, coco_path, overlay, devic
             continue
         try:
             image = read_image(path, channels=chosen)
-            labels, table = segmenter.segment(image, diameter=diameter)
+            labels, table = segmenter.segment(image, diameter=diameter, refine_diameter=refine_diameter)
         except (ImageReadError, ValueError) as error:
             message = str(error) if str(path) in str(error) else f"{path}: {error}"
             tqdm.write(f"error: {message}", file=sys.stderr)

@@ -48,3 +48,29 @@ def test_cuda_request_without_cuda_is_a_clear_error(tiny_package):
         pytest.skip("this machine has CUDA")
     with pytest.raises(RuntimeError, match="CUDA"):
         Segmenter(tiny_package, device="cuda")
+
+
+def test_median_diameter_of_a_table():
+    from cellpoint.runtime.segmenter import median_diameter
+    area = np.full(7, np.pi * 10 ** 2)
+    assert median_diameter({"area": area}) == pytest.approx(20.0)
+    assert median_diameter({"area": area[:3]}) is None        # too few cells to measure
+
+
+def test_refine_diameter_segments_again_at_the_measured_size(tiny_package, monkeypatch):
+    seg = Segmenter(tiny_package)
+    calls = []
+    one_cell = np.zeros((60, 60), np.uint32)
+    for k in range(6):                                         # six 10x10 squares: diameter 2*sqrt(100/pi)
+        one_cell[k * 10:k * 10 + 10, :10] = k + 1
+
+    def fake_once(image, diameter, channels):
+        calls.append(diameter)
+        from cellpoint.runtime.postprocess import instance_table
+        return one_cell, instance_table(one_cell)
+    monkeypatch.setattr(seg, "_segment_once", fake_once)
+    seg.segment(np.zeros((60, 60), np.float32), diameter=30, refine_diameter=True)
+    assert calls[0] == 30 and calls[1] == pytest.approx(2 * np.sqrt(100 / np.pi))
+    calls.clear()
+    seg.segment(np.zeros((60, 60), np.float32), diameter=11.3, refine_diameter=True)
+    assert calls == [11.3]                                     # within 10%: no second pass

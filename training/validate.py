@@ -21,17 +21,17 @@ def dataset_diameter(dataset: str, kinds=None) -> float:
     return float(np.median([2 * np.sqrt(np.median(v) / np.pi) for v in areas.values()]))
 
 
-def evaluate_segmenter(segmenter, dataset: str, kinds=None, subset: str = "val", diameter=None) -> dict:
+def evaluate_segmenter(segmenter, dataset: str, kinds=None, subset: str = "val", diameter=None,
+                       refine_diameter: bool = False) -> dict:
     """Segment every image of the subset with a runtime Segmenter and score it against the masks.
 
-    Returns the metrics of `evaluation.evaluate` plus n_images and the diameter used."""
+    Returns the metrics of `evaluation.evaluate` plus n_images, the diameter used and refine_diameter."""
     samples = list_samples(dataset, subset, kinds)
-    preds, gts = {}, {}
+    preds = {}
     for s in samples:
-        image, gt = load_sample(s)
-        labels, table = segmenter.segment(image, diameter=diameter)
-        preds[s.image_id] = labels
+        image, _ = load_sample(s)
+        preds[s.image_id], _ = segmenter.segment(image, diameter=diameter, refine_diameter=refine_diameter)
     coco = load_coco(dataset)
     metrics = evaluate(coco, preds, image_ids=[s.image_id for s in samples])
-    metrics.update({"n_images": len(samples), "diameter_px": diameter})
+    metrics.update({"n_images": len(samples), "diameter_px": diameter, "refine_diameter": refine_diameter})
     return metrics
