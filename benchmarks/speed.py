@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import tifffile
 
 from cellpoint.runtime import Segmenter
 from cellpoint.runtime.image_io import read_image, write_labels_tif
@@ -83,7 +84,6 @@ def main():
     with tempfile.TemporaryDirectory() as tmp:
         for shape in SIZES:
             path = Path(tmp) / f"img_{shape[0]}x{shape[1]}.tif"
-            import tifffile
             tifffile.imwrite(path, make_image(sample, shape))
             for engine, run in engines.items():
                 time_pipeline(seg, path, Path(tmp) / "warm.tif", run)  # warm-up
