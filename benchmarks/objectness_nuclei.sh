@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Reproduce the bundled objectness-nuclei package and its benchmark tables (about an hour on 2 cores).
+# Reproduce the bundled objectness-nuclei package and its benchmark tables (about 1.5 hours on 2 cores).
 # Run from the repository root with the train extra installed and ../shared/data present.
 set -euo pipefail
 SETS=(--dataset dsb2018_bbbc038:gray_dark --dataset coelho2009_u2os_nih3t3)
@@ -8,8 +8,8 @@ S1=$DSB/2cfa61bef6542dd359717e9131ce6f076c415a3bd7f48cb093b0d7f3b2ca785d/images/
 S2=$DSB/573e1480b500c395f8d3f1800e1998bf553af0d3d43039333d33cf37d08f64e5/images/573e1480b500c395f8d3f1800e1998bf553af0d3d43039333d33cf37d08f64e5.png
 mkdir -p runs
 python benchmarks/tune_objectness.py   # how the per-data-set objectness w in training/train_cli.py were chosen
-cellpoint train "${SETS[@]}" --labels points --steps 2500 --out runs/nuclei_points.pt
-cellpoint train "${SETS[@]}" --labels full --steps 2500 --out runs/nuclei_full.pt
+cellpoint train "${SETS[@]}" --labels points --steps 5000 --out runs/nuclei_points.pt
+cellpoint train "${SETS[@]}" --labels full --steps 5000 --out runs/nuclei_full.pt
 # the foreground threshold is chosen on the train split (val stays for reporting)
 cellpoint export runs/nuclei_points.pt --out runs/objectness-nuclei-untuned
 python benchmarks/tune_decoder.py --package runs/objectness-nuclei-untuned --threshold 0.175 0.2 0.225 0.25
