@@ -45,7 +45,8 @@ def time_pipeline(seg: Segmenter, path: Path, out: Path, network) -> dict:
                          multiple=seg.package.card["tiling"]["multiple"])
     t["network"] = time.perf_counter() - s
     s = time.perf_counter()
-    labels, _ = seg.decoder({k: v[0] for k, v in maps.items()}, seg.decoder_params, 1.0)
+    labels, _, _ = seg.decoder(seg.maps_at_image_size(maps, image.shape[:2]), seg.decoder_params, 1.0,
+                               image_shape=image.shape[:2])
     t["decode"] = time.perf_counter() - s
     s = time.perf_counter()
     write_labels_tif(out, labels)
@@ -69,15 +70,14 @@ def main():
     engines = {"onnxruntime": seg._run}
     if args.checkpoint:
         import torch
-        from cellpoint.training.methods.objectness import ExportHead
-        from cellpoint.training.train import build_network
+        from cellpoint.export.onnx_export import export_module
         torch.set_num_threads(os.cpu_count() or 1)
-        module = ExportHead(build_network(torch.load(args.checkpoint, map_location="cpu", weights_only=False)))
+        module, outputs = export_module(torch.load(args.checkpoint, map_location="cpu", weights_only=False))
 
         def torch_run(batch):
             with torch.no_grad():
-                fg, ctr = module(torch.from_numpy(batch))
-            return {"foreground": fg.numpy(), "centers": ctr.numpy()}
+                result = module(torch.from_numpy(batch))
+            return {o["name"]: t.numpy() for o, t in zip(outputs, result)}
         engines["PyTorch eager"] = torch_run
 
     rows = []

@@ -1,10 +1,13 @@
-"""Choose a package's foreground threshold on the TRAIN split (val stays for reporting).
+"""Choose a package's decoder threshold on the TRAIN split (val stays for reporting).
 
     python benchmarks/tune_decoder.py --package /tmp/pkg --threshold 0.175 0.2 0.225 0.25
+    python benchmarks/tune_decoder.py --package /tmp/shape --name shape-nuclei --param presence_threshold \
+        --threshold 0.3 0.4 0.5 0.6
 
-Segments the train images of each data set with the runtime at each threshold and reports F1@0.5 and
-mask AP; the threshold with the best mean F1@0.5 is printed, to pass to
-`cellpoint export --decoder-param foreground_threshold=T`. Writes benchmarks/results/tune_decoder_<name>.md."""
+Segments the train images of each data set with the runtime at each value of the decoder parameter
+`--param` (default foreground_threshold) and reports F1@0.5 and mask AP; the value with the best mean
+F1@0.5 is printed, to pass to `cellpoint export --decoder-param PARAM=VALUE`. Writes
+benchmarks/results/tune_decoder_<name>.md."""
 from __future__ import annotations
 
 import argparse
@@ -21,20 +24,21 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--package", required=True)
     parser.add_argument("--name", default="objectness-nuclei")
-    parser.add_argument("--threshold", type=float, nargs="+", required=True)
+    parser.add_argument("--param", default="foreground_threshold", help="the decoder parameter to tune")
+    parser.add_argument("--threshold", type=float, nargs="+", required=True, help="values to try")
     parser.add_argument("--dataset", action="append",
                         default=None, help="NAME[:KIND] (default: the two fluorescence nuclei sets)")
     args = parser.parse_args()
     sets = args.dataset or ["dsb2018_bbbc038:gray_dark", "coelho2009_u2os_nih3t3"]
     seg = Segmenter(args.package, device="cpu")
-    lines = [f"# Foreground threshold of {args.name}, chosen on the train split", "",
-             f"Command: `python benchmarks/tune_decoder.py --package <exported package> --threshold "
-             f"{' '.join(map(str, args.threshold))}`", "",
-             "| threshold | " + " | ".join(f"{s} F1@0.5 | {s} AP" for s in sets) + " | mean F1@0.5 |",
+    lines = [f"# Decoder parameter `{args.param}` of {args.name}, chosen on the train split", "",
+             f"Command: `python benchmarks/tune_decoder.py --package <exported package> --name {args.name} "
+             f"--param {args.param} --threshold {' '.join(map(str, args.threshold))}`", "",
+             f"| {args.param} | " + " | ".join(f"{s} F1@0.5 | {s} AP" for s in sets) + " | mean F1@0.5 |",
              "|---|" + "---|---|" * len(sets) + "---|"]
     best = None
     for t in args.threshold:
-        seg.decoder_params = dict(seg.decoder_params, foreground_threshold=t)
+        seg.decoder_params = dict(seg.decoder_params, **{args.param: t})
         cells, f1s = [], []
         for spec in sets:
             name, kinds = parse_dataset_spec(spec)
@@ -45,7 +49,7 @@ def main():
         print(lines[-1], flush=True)
         if best is None or np.mean(f1s) > best[1]:
             best = (t, float(np.mean(f1s)))
-    lines += ["", f"Best mean F1@0.5 on train: threshold {best[0]}."]
+    lines += ["", f"Best mean F1@0.5 on train: {args.param} = {best[0]}."]
     out = Path("benchmarks/results") / f"tune_decoder_{args.name}.md"
     out.write_text("\n".join(lines) + "\n")
     print(f"best threshold {best[0]}; wrote {out}")

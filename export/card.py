@@ -19,11 +19,13 @@ DATASET_LICENCES = {
 METHOD_TEXT = {
     "objectness": ("Point-supervised segmentation with objectness regularisation "
                    "(Li, Dey, Bermond, von der Emde, Curcio, Ach, Gerig)"),
+    "canonical_shape": ("Explainable weakly-supervised nuclei segmentation by canonical shape learning and "
+                        "transformation (Costa, Gaudio, Campilho, Cardoso)"),
 }
 
 
 def build_card(checkpoint: dict, name: str, description: str, sha256: str, samples: list[dict],
-               metrics: dict, parity: float, tiling: dict) -> dict:
+               metrics: dict, parity: float, tiling: dict, outputs: list[dict]) -> dict:
     """The card.json contents for a package exported from `checkpoint`."""
     training_data = []
     for entry in checkpoint.get("training_data", []):
@@ -45,8 +47,7 @@ def build_card(checkpoint: dict, name: str, description: str, sha256: str, sampl
         "inputs": [{"name": "image", "axes": "bcyx", "channels": checkpoint["model"]["in_channels"],
                     "dtype": "float32",
                     "preprocessing": checkpoint["normalization"]}],
-        "outputs": [{"name": "foreground", "axes": "bcyx", "description": "P(cell) per pixel"},
-                    {"name": "centers", "axes": "bcyx", "description": "cell-centre heat map in [0,1]"}],
+        "outputs": outputs,
         "object_diameter_px": checkpoint["diameter"],
         "pixel_size_um": None,
         "tiling": tiling,
@@ -89,6 +90,8 @@ def render_readme(card: dict, notes: str = "") -> str:
         what = item.get("dataset", item.get("folder"))
         kinds = f" ({', '.join(item['kinds'])})" if item.get("kinds") else ""
         lines.append(f"- {what}{kinds}, {item.get('split', '')} split — licence: {item.get('licence', 'user data')}")
+    for fig in card.get("figures", []):
+        lines += ["", f"![{fig['file']}]({fig['file']})", "", fig["caption"]]
     if card["metrics"]:
         lines += ["", "## Metrics (val split, measured with the runtime on this package)", ""] + _metric_rows(card["metrics"])
     lines += ["", "## Samples", ""]

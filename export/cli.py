@@ -11,6 +11,21 @@ import numpy as np
 TILING = {"multiple": 16, "overlap": 64}
 
 
+def write_canonical_shape_figure(weights: dict, folder: Path) -> dict:
+    """Draw the learned canonical shape p(s | x, y) over [−2, 2]² (white = 1) with the unit circle in
+    red for scale; write canonical_shape.png in `folder`. Returns the card's figure entry."""
+    import cv2
+    from cellpoint.runtime.canonical_shape import canonical_image
+    from cellpoint.runtime.image_io import write_png
+    size = 257
+    gray = (np.clip(canonical_image(weights, size, 2.0), 0, 1) * 255).astype(np.uint8)
+    rgb = np.ascontiguousarray(np.repeat(gray[:, :, None], 3, axis=2))
+    cv2.circle(rgb, (size // 2, size // 2), size // 4, (255, 0, 0), 1, lineType=cv2.LINE_AA)
+    write_png(folder / "canonical_shape.png", rgb)
+    return {"file": "canonical_shape.png",
+            "caption": "Learned canonical shape p(s | x, y) on [-2, 2]^2 canonical units (white = 1); "
+                       "red: the unit circle, radius = `unit` network px before each cell's own transform."}
+
 
 @click.command("export")
 @click.argument("checkpoint", type=click.Path(exists=True, dir_okay=False))
@@ -56,7 +71,7 @@ def export(checkpoint, out_dir, name, description, samples, sample_source, sampl
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)
     try:
-        module = export_network(ckpt, work / "model.onnx")
+        module, outputs = export_network(ckpt, work / "model.onnx")
         sha = sha256_file(work / "model.onnx")
         in_ch = ckpt["model"]["in_channels"]
         images = [read_image(p) for p in samples]
@@ -66,7 +81,7 @@ def export(checkpoint, out_dir, name, description, samples, sample_source, sampl
             parity = check_parity(module, work / "model.onnx", probe, atol)
         except ParityError as error:
             raise click.ClickException(str(error))
-        card = build_card(ckpt, name, description, sha, [], {}, parity, TILING)
+        card = build_card(ckpt, name, description, sha, [], {}, parity, TILING, outputs)
         (work / CARD_FILE).write_text(json.dumps(card, indent=1))
         segmenter = Segmenter(work, device="cpu")
         sample_entries = []
@@ -89,7 +104,9 @@ def export(checkpoint, out_dir, name, description, samples, sample_source, sampl
                 for refine, key in ((False, spec), (True, f"{spec} (refined diameter)")):
                     full = evaluate_segmenter(segmenter, dataset, kinds, "val", diameter, refine)
                     metrics[key] = {k: v for k, v in full.items() if not isinstance(v, dict)}
-        card = build_card(ckpt, name, description, sha, sample_entries, metrics, parity, TILING)
+        card = build_card(ckpt, name, description, sha, sample_entries, metrics, parity, TILING, outputs)
+        if ckpt["decoder"]["name"] == "canonical_shape":
+            card["figures"] = [write_canonical_shape_figure(ckpt["decoder"]["shape_mlp"], work)]
         (work / CARD_FILE).write_text(json.dumps(card, indent=1))
         (work / "README.md").write_text(render_readme(card, Path(notes).read_text() if notes else ""))
     except BaseException:

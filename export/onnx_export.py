@@ -8,8 +8,6 @@ import numpy as np
 import onnxruntime as ort
 import torch
 
-from cellpoint.training.methods.objectness import OUTPUT_NAMES, ExportHead
-from cellpoint.training.train import build_network
 
 INPUT_NAME = "image"
 OPSET = 17
@@ -19,28 +17,45 @@ class ParityError(RuntimeError):
     """onnxruntime's output differs from PyTorch's beyond the tolerance."""
 
 
-def export_network(checkpoint: dict, path: Path) -> torch.nn.Module:
-    """Write the checkpoint's network (with its probability head) to `path` as ONNX with dynamic
-    batch, height and width. Returns the wrapped torch module that was traced."""
-    module = ExportHead(build_network(checkpoint)).eval()
+def export_module(checkpoint: dict) -> tuple[torch.nn.Module, list[dict]]:
+    """The torch module whose forward is the exported graph, and the card's output entries (name, axes,
+    description, stride) for the checkpoint's method."""
+    if checkpoint["method"] == "canonical_shape":
+        from cellpoint.training.methods.canonical_shape import OUTPUTS, ExportEncoder
+        from cellpoint.training.train_shape import build_shape_network
+        return ExportEncoder(build_shape_network(checkpoint)).eval(), OUTPUTS
+    from cellpoint.training.methods.objectness import OUTPUTS, ExportHead
+    from cellpoint.training.train import build_network
+    return ExportHead(build_network(checkpoint)).eval(), OUTPUTS
+
+
+def export_network(checkpoint: dict, path: Path) -> tuple[torch.nn.Module, list[dict]]:
+    """Write the checkpoint's network (with its output head) to `path` as ONNX with dynamic batch,
+    height and width. Returns the traced torch module and the card's output entries."""
+    module, outputs = export_module(checkpoint)
     dummy = torch.zeros(1, checkpoint["model"]["in_channels"], 64, 64)
     dynamic = {INPUT_NAME: {0: "batch", 2: "height", 3: "width"}}
-    dynamic.update({name: {0: "batch", 2: "height", 3: "width"} for name in OUTPUT_NAMES})
+    for o in outputs:
+        suffix = "" if o.get("stride", 1) == 1 else "_grid"
+        dynamic[o["name"]] = {0: "batch", 2: "height" + suffix, 3: "width" + suffix}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        torch.onnx.export(module, dummy, str(path), input_names=[INPUT_NAME], output_names=list(OUTPUT_NAMES),
+        torch.onnx.export(module, dummy, str(path), input_names=[INPUT_NAME],
+                          output_names=[o["name"] for o in outputs],
                           dynamic_axes=dynamic, opset_version=OPSET, dynamo=False)
-    return module
+    return module, outputs
 
 
 def check_parity(module: torch.nn.Module, path: Path, sample: np.ndarray, atol: float = 1e-4) -> float:
     """Run `sample` (float32 (N,C,H,W)) through torch and onnxruntime; raise ParityError if any output
-    differs by more than `atol` (outputs are probabilities in [0,1]). Returns the largest difference."""
+    differs by more than `atol`, relative to the value where it exceeds 1 (probabilities are compared
+    absolutely, offsets in px relatively). Returns the largest such difference."""
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    onnx_out = session.run(list(OUTPUT_NAMES), {INPUT_NAME: sample.astype(np.float32)})
+    names = [o.name for o in session.get_outputs()]
+    onnx_out = session.run(names, {INPUT_NAME: sample.astype(np.float32)})
     with torch.no_grad():
         torch_out = [t.numpy() for t in module(torch.from_numpy(sample.astype(np.float32)))]
-    worst = max(float(np.abs(a - b).max()) for a, b in zip(onnx_out, torch_out))
+    worst = max(float((np.abs(a - b) / np.maximum(1.0, np.abs(b))).max()) for a, b in zip(onnx_out, torch_out))
     if not worst <= atol:
         raise ParityError(f"{path}: onnxruntime and PyTorch disagree by {worst:.3g} (tolerance {atol:g})")
     return worst

@@ -1,19 +1,24 @@
 """Decoders: network output maps → label image. The card names one and gives its parameters, so the
-runtime needs no method-specific code beyond these."""
+runtime needs no method-specific code beyond these.
+
+Every decoder is called as decoder(maps, params, pixel_scale, image_shape) and returns (labels uint32
+(H,W), score map float32 (H,W), extra instance-table columns {name: array in label-id order})."""
 from __future__ import annotations
 
 import numpy as np
 
+from cellpoint.runtime.canonical_shape import decode_canonical_shape
 from cellpoint.runtime.postprocess import (find_peaks, relabel_sequential, remove_small_instances,
                                            seeded_graphcut, seeded_watershed)
 
 
-def decode_maps_and_seeds(maps: dict[str, np.ndarray], params: dict, pixel_scale: float = 1.0):
+def decode_maps_and_seeds(maps: dict[str, np.ndarray], params: dict, pixel_scale: float = 1.0,
+                          image_shape: tuple[int, int] | None = None):
     """Foreground + centre maps → instances: centre peaks seed a watershed (or graph-cut) of the foreground.
 
     maps: "foreground" and "centers", float32 (H,W) in [0,1]. params: the card's decoder entry, with
     distances and areas in the network's pixels; pixel_scale: image px per network px (they are scaled).
-    Returns (labels uint32 (H,W), score map float32 (H,W) for the instance table)."""
+    Returns (labels uint32 (H,W), score map float32 (H,W) for the instance table, no extra columns)."""
     foreground, centers = maps["foreground"], maps["centers"]
     threshold = params["foreground_threshold"]
     mask = foreground > threshold
@@ -22,7 +27,7 @@ def decode_maps_and_seeds(maps: dict[str, np.ndarray], params: dict, pixel_scale
     split = seeded_graphcut if params.get("split") == "graphcut" else seeded_watershed
     labels = split(foreground, seeds, threshold)
     labels = remove_small_instances(labels, int(round(params.get("min_area", 0) * pixel_scale ** 2)))
-    return relabel_sequential(labels), foreground
+    return relabel_sequential(labels), foreground, {}
 
 
-DECODERS = {"maps_and_seeds": decode_maps_and_seeds}
+DECODERS = {"maps_and_seeds": decode_maps_and_seeds, "canonical_shape": decode_canonical_shape}

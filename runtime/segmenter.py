@@ -71,7 +71,9 @@ class Segmenter:
         """Network output maps at the image's own resolution.
 
         image: (H,W) or (H,W,C), any numeric dtype. diameter: typical cell diameter in this image (px);
-        None means the model's own. Returns ({name: float32 (H,W)}, pixel_scale = image px per network px)."""
+        None means the model's own. Returns ({name: array}, pixel_scale = image px per network px): a
+        dense output (card stride 1) as float32 (H,W) at the image's resolution, a grid output (card
+        stride > 1, e.g. a detector's cells) as float32 (k,h,w) at the network's scale."""
         check_image(image)
         if channels is not None:
             image = image[..., list(channels)] if image.ndim == 3 else image
@@ -86,19 +88,30 @@ class Segmenter:
                           for c in x])
         maps = predict_tiled(self._run, x, tile=self.tile, overlap=int(self.package.card["tiling"]["overlap"]),
                              multiple=int(self.package.card["tiling"]["multiple"]))
+        return self.maps_at_image_size(maps, (h, w)), 1.0 / scale
+
+    def maps_at_image_size(self, outputs: dict[str, np.ndarray], shape: tuple[int, int]) -> dict[str, np.ndarray]:
+        """Stitched network outputs {name: (k,h',w')} → decoder maps: a dense output's first channel resized
+        to `shape` (H,W); a grid output (card stride > 1) unchanged."""
+        strides = {o["name"]: int(o.get("stride", 1)) for o in self.package.card["outputs"]}
         out = {}
-        for name, arr in maps.items():
+        for name, arr in outputs.items():
+            if strides.get(name, 1) > 1:
+                out[name] = arr
+                continue
             arr = arr[0]
-            if arr.shape != (h, w):
-                arr = cv2.resize(arr, (w, h), interpolation=cv2.INTER_LINEAR)
+            if arr.shape != shape:
+                arr = cv2.resize(arr, (shape[1], shape[0]), interpolation=cv2.INTER_LINEAR)
             out[name] = arr
-        return out, 1.0 / scale
+        return out
 
     def segment(self, image: np.ndarray, diameter: float | None = None,
                 channels: Sequence[int] | None = None,
                 refine_diameter: bool = False) -> tuple[np.ndarray, dict[str, np.ndarray]]:
         """Segment one image → (labels uint32 (H,W), table: dict of equal-length columns id, area,
-        centroid_y, centroid_x, bbox_y0, bbox_x0, bbox_y1, bbox_x1, score).
+        centroid_y, centroid_x, bbox_y0, bbox_x0, bbox_y1, bbox_x1, score, plus any the model's decoder
+        adds — canonical-shape models add center_x, center_y, axis_major, axis_minor (px),
+        orientation_deg and presence).
 
         diameter: typical cell diameter in this image (px); None = the model's own. refine_diameter:
         measure the cells found at `diameter` and, if their median diameter differs by more than 10%,
@@ -113,8 +126,11 @@ class Segmenter:
 
     def _segment_once(self, image, diameter, channels):
         maps, pixel_scale = self.predict_maps(image, diameter, channels)
-        labels, score_map = self.decoder(maps, self.decoder_params, pixel_scale)
-        return labels, instance_table(labels, score_map)
+        labels, score_map, columns = self.decoder(maps, self.decoder_params, pixel_scale,
+                                                  image_shape=image.shape[:2])
+        table = instance_table(labels, score_map)
+        table.update(columns)
+        return labels, table
 
 
 def median_diameter(table: dict[str, np.ndarray], min_cells: int = 5) -> float | None:

@@ -35,7 +35,10 @@ def predict_tiled(run: RunFn, image: np.ndarray, tile: int = 1024, overlap: int 
     `multiple`; if it then fits in one tile it runs in one call. Otherwise tiles overlap by at least
     `overlap` px and each output pixel comes from the tile where it lies farthest from a seam, so the
     result equals whole-image inference wherever the network's receptive field radius is < overlap/2.
-    Returns {name: float32 (k,H,W)}."""
+    An output may be coarser than its input by an integer stride dividing `multiple` (a detector's
+    grid): it is stitched on its own grid, handing over at the grid cell holding each seam, and returned
+    as (k, ceil(H/stride), ceil(W/stride)).
+    Returns {name: float32 (k,H,W)} (or the coarser grid)."""
     x = np.asarray(image, dtype=np.float32)
     if x.ndim != 3:
         raise ValueError(f"image must be (C,H,W), got shape {x.shape}")
@@ -59,10 +62,15 @@ def predict_tiled(run: RunFn, image: np.ndarray, tile: int = 1024, overlap: int 
             result = run(np.ascontiguousarray(x[None, :, y0:y1, x0:x1]))
             for name, arr in result.items():
                 arr = np.asarray(arr)
-                if arr.ndim != 4 or arr.shape[0] != 1 or arr.shape[2:] != (y1 - y0, x1 - x0):
-                    raise ValueError(f"output {name!r} has shape {arr.shape}, "
-                                     f"expected (1,k,{y1 - y0},{x1 - x0})")
+                s = (y1 - y0) // arr.shape[2] if arr.ndim == 4 and arr.shape[2] else 0
+                if (arr.ndim != 4 or arr.shape[0] != 1 or s < 1 or multiple % s
+                        or arr.shape[2:] != ((y1 - y0) // s, (x1 - x0) // s)):
+                    raise ValueError(f"output {name!r} has shape {arr.shape}, expected (1,k,{y1 - y0},{x1 - x0}) "
+                                     f"or that divided by a stride dividing {multiple}")
                 if name not in out:
-                    out[name] = np.empty((arr.shape[1], h, w), np.float32)
-                out[name][:, ky0:ky1, kx0:kx1] = arr[0, :, ky0 - y0:ky1 - y0, kx0 - x0:kx1 - x0]
+                    out[name] = np.empty((arr.shape[1], -(-h // s), -(-w // s)), np.float32)
+                gy0, gx0 = ky0 // s, kx0 // s
+                gy1 = -(-ky1 // s) if ky1 == h else ky1 // s
+                gx1 = -(-kx1 // s) if kx1 == w else kx1 // s
+                out[name][:, gy0:gy1, gx0:gx1] = arr[0, :, gy0 - y0 // s:gy1 - y0 // s, gx0 - x0 // s:gx1 - x0 // s]
     return out

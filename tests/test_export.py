@@ -24,14 +24,14 @@ def test_package_has_weights_card_readme_and_sample(tiny_package):
 
 def test_onnx_matches_torch_on_other_sizes_and_batches(tiny_checkpoint, tmp_path):
     ckpt = torch.load(tiny_checkpoint, weights_only=False)
-    module = export_network(ckpt, tmp_path / "m.onnx")
+    module, _ = export_network(ckpt, tmp_path / "m.onnx")
     x = np.random.default_rng(0).random((2, 1, 50, 77), dtype=np.float32)  # odd sizes, batch of 2
     assert check_parity(module, tmp_path / "m.onnx", x) < 1e-4
 
 
 def test_parity_check_fails_loudly_when_graphs_differ(tiny_checkpoint, tmp_path):
     ckpt = torch.load(tiny_checkpoint, weights_only=False)
-    module = export_network(ckpt, tmp_path / "m.onnx")
+    module, _ = export_network(ckpt, tmp_path / "m.onnx")
     with torch.no_grad():
         for p in module.parameters():
             p.add_(0.5)

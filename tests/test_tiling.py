@@ -94,5 +94,19 @@ def test_tile_spans_cover_the_axis_once():
 
 def test_bad_output_shape_is_reported():
     with pytest.raises(ValueError, match="expected"):
-        predict_tiled(lambda b: {"x": b[:, :, ::2, ::2]}, np.zeros((1, 64, 64), np.float32), tile=32,
+        predict_tiled(lambda b: {"x": b[:, :, ::2, :]}, np.zeros((1, 64, 64), np.float32), tile=32,
                       overlap=8)
+
+
+def _pool(x: np.ndarray, s: int) -> np.ndarray:
+    """(1,C,h,w) → (1,C,h/s,w/s): the mean of each s×s cell (a stride-s grid output)."""
+    n, c, h, w = x.shape
+    return x.reshape(n, c, h // s, s, w // s, s).mean(axis=(3, 5))
+
+
+def test_grid_outputs_are_stitched_on_their_own_grid():
+    image = np.random.default_rng(3).random((1, 200, 300)).astype(np.float32)
+    out = predict_tiled(lambda b: {"grid": _pool(b, 16), "dense": b}, image, tile=96, overlap=32, multiple=16)
+    padded = np.pad(image, ((0, 0), (0, 8), (0, 4)), mode="reflect")
+    assert out["grid"].shape == (1, 13, 19) and out["dense"].shape == (1, 200, 300)
+    np.testing.assert_allclose(out["grid"], _pool(padded[None], 16)[0], rtol=0, atol=1e-6)

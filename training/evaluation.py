@@ -26,6 +26,7 @@ AREA_RANGES = [[0, 1e10], [0, 324], [324, 961], [961, 1e10]]
 AREA_LABELS = ["all", "small", "medium", "large"]
 DEFAULT_THRESHOLDS = np.arange(0.1, 1.0, 0.1).round(2)
 AFNR_THRESHOLDS = np.arange(0.5, 1.0, 0.05).round(2)
+SHAPE_THRESHOLDS = np.arange(0.1, 1.01, 0.1).round(2)  # canonical shape's mean F1: IoU 0.1, 0.2, ..., 1.0
 
 _AP_KEYS = ["AP", "AP50", "AP75", "APs", "APm", "APl"]
 
@@ -358,16 +359,26 @@ def matching_metrics(gt_list: list[np.ndarray], pred_list: list[np.ndarray],
     (any overlap allowed); tp_u / fn_u / fp_u are the pixels of the pair's intersection / GT only /
     prediction only, an unassigned GT cell scores 0, and M is the number of GT cells (so unmatched
     predictions do not lower it). NaN when there is no GT cell.
-    Returns f1_50, f1_mean, f1_by_iou {t: F1}, precision_50, recall_50, fnr_50, afnr, mean_dice, n_gt, n_pred.
+    f1_mean_10: the mean F1 over IoU 0.1, 0.2, ..., 1.0 (the canonical-shape paper's F1_mean).
+    image_iou, image_dice: foreground (label > 0) IoU and Dice of each image, averaged over images (an
+    image with no foreground in either scores 1).
+    Returns f1_50, f1_mean, f1_by_iou {t: F1}, f1_mean_10, precision_50, recall_50, fnr_50, afnr,
+    mean_dice, image_iou, image_dice, n_gt, n_pred.
     """
     if len(gt_list) != len(pred_list):
         raise ValueError(f"{len(gt_list)} GT label images but {len(pred_list)} predictions")
     thresholds = [round(float(t), 2) for t in np.atleast_1d(thresholds)]
-    all_thresholds = sorted(set(thresholds) | {0.5} | {round(float(t), 2) for t in AFNR_THRESHOLDS})
+    all_thresholds = sorted(set(thresholds) | {0.5} | {round(float(t), 2) for t in AFNR_THRESHOLDS}
+                            | {round(float(t), 2) for t in SHAPE_THRESHOLDS})
     tp = dict.fromkeys(all_thresholds, 0)
     n_gt = n_pred = 0
     dice_sum = 0.0
+    image_iou, image_dice = [], []
     for gt_labels, pred_labels in zip(gt_list, pred_list):
+        g, p = np.asarray(gt_labels) > 0, np.asarray(pred_labels) > 0
+        inter, union, total = np.count_nonzero(g & p), np.count_nonzero(g | p), np.count_nonzero(g) + np.count_nonzero(p)
+        image_iou.append(inter / union if union else 1.0)
+        image_dice.append(2 * inter / total if total else 1.0)
         ov = _overlaps(gt_labels, pred_labels)
         n_gt += ov["gt_ids"].size
         n_pred += ov["pred_ids"].size
@@ -387,11 +398,14 @@ def matching_metrics(gt_list: list[np.ndarray], pred_list: list[np.ndarray],
         "f1_50": f1(0.5),
         "f1_mean": float(np.mean(list(f1_by_iou.values()))),
         "f1_by_iou": f1_by_iou,
+        "f1_mean_10": float(np.mean([f1(round(float(t), 2)) for t in SHAPE_THRESHOLDS])),
         "precision_50": _safe_ratio(tp[0.5], n_pred),
         "recall_50": _safe_ratio(tp[0.5], n_gt),
         "fnr_50": fnr[0.5],
         "afnr": float(np.mean([fnr[round(float(t), 2)] for t in AFNR_THRESHOLDS])),
         "mean_dice": dice_sum / n_gt if n_gt else float("nan"),
+        "image_iou": float(np.mean(image_iou)) if image_iou else float("nan"),
+        "image_dice": float(np.mean(image_dice)) if image_dice else float("nan"),
         "n_gt": int(n_gt),
         "n_pred": int(n_pred),
     }

@@ -72,7 +72,7 @@ def prepare_example(image: np.ndarray, points_rc: np.ndarray | None, labels: np.
     return out
 
 
-_NEAREST_KEYS = {"point_label", "point_weight", "foreground"}
+_NEAREST_KEYS = {"point_label", "point_weight", "foreground", "instances"}
 
 
 def sample_crop(example: dict, cfg: TrainConfig, rng: np.random.Generator) -> dict:

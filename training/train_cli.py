@@ -39,6 +39,23 @@ def _prepare_one(job):
     return prepare_example(image.astype(np.float32), points_rc, labels, cfg)
 
 
+def _prepare_shape_one(job):
+    """Worker: load one image with its label image and build its canonical-shape training arrays."""
+    from cellpoint.training.train_shape import prepare_shape_example
+    from cellpoint.training.datasets import load_sample
+    from cellpoint.runtime.image_io import read_image
+    from cellpoint.training.annotations import read_label_image
+    kind, item, cfg, _ = job
+    if kind == "shared":
+        image, labels = load_sample(item)
+    else:
+        image_path, _, labels_path = item
+        image = read_image(image_path)
+        image = image.mean(-1) if image.ndim == 3 else image
+        labels = read_label_image(labels_path)
+    return prepare_shape_example(image.astype(np.float32), labels, cfg)
+
+
 def collect_jobs(datasets, images_dir, points_dir, masks_dir, cfg, w_by_set: dict, w_default: float):
     """→ list of (job, objectness w) for the worker, from shared data sets and/or user folders."""
     from dataclasses import replace
@@ -75,12 +92,18 @@ def collect_jobs(datasets, images_dir, points_dir, masks_dir, cfg, w_by_set: dic
               help="Folder of <stem>_points.csv click files for --images (as `cellpoint labels` writes).")
 @click.option("--masks", "masks_dir", type=click.Path(exists=True, file_okay=False),
               help="Folder of label images <stem>*.tif/png for --images (full-mask mode).")
+@click.option("--method", type=click.Choice(["objectness", "canonical-shape"]), default="objectness",
+              show_default=True, help="objectness: from clicks (--labels points) or masks (--labels full); "
+              "canonical-shape: from each image's foreground mask and cell counts (--masks or --dataset).")
 @click.option("--labels", type=click.Choice(["points", "full"]), default="points", show_default=True,
-              help="points: one click per cell (the method); full: masks (the upper bound).")
+              help="objectness only. points: one click per cell (the method); full: masks (the upper bound).")
+@click.option("--count-weight", default=1e-2, show_default=True,
+              help="canonical-shape only: α of the count loss L_cnt (0 switches it off).")
 @click.option("--out", required=True, type=click.Path(dir_okay=False), help="Checkpoint file to write.")
 @click.option("--steps", default=2500, show_default=True)
-@click.option("--batch", default=8, show_default=True)
-@click.option("--lr", default=1e-3, show_default=True)
+@click.option("--batch", default=None, type=int, help="Crops per step [objectness 8, canonical-shape 16].")
+@click.option("--lr", default=None, type=float,
+              help="Learning rate [objectness 1e-3 (Adam), canonical-shape 1e-3 (Adam, one-cycle maximum)].")
 @click.option("--diameter", default=24.0, show_default=True, help="Canonical cell diameter (px) the network sees.")
 @click.option("--placement", type=click.Choice(["centroid", "uniform"]), default="centroid", show_default=True,
               help="Where derived clicks fall in each cell (shared data sets).")
@@ -89,18 +112,34 @@ def collect_jobs(datasets, images_dir, points_dir, masks_dir, cfg, w_by_set: dic
               help="Objectness decay w, for all images or for one data set (default: tuned per data set).")
 @click.option("--seed", default=0, show_default=True)
 @click.option("--workers", default=min(2, os.cpu_count() or 1), show_default=True)
-def train(datasets, images_dir, points_dir, masks_dir, labels, out, steps, batch, lr, diameter, placement,
-          jitter, objectness_w, seed, workers):
-    """Train the objectness-regularised point-supervised network and write a checkpoint."""
+def train(datasets, images_dir, points_dir, masks_dir, method, labels, count_weight, out, steps, batch, lr,
+          diameter, placement, jitter, objectness_w, seed, workers):
+    """Train a model (objectness from clicks, or canonical shape from foreground masks and counts) and
+    write a checkpoint."""
     try:
         import torch
     except ImportError:
         raise click.ClickException("this command needs PyTorch: pip install torch==2.13.0 'cellpoint[train]'")
-    from cellpoint.training.train import TrainConfig, train as run_training
     if not datasets and not images_dir:
         raise click.UsageError("give --dataset and/or --images")
-    cfg = TrainConfig(labels=labels, steps=steps, batch=batch, lr=lr, diameter=diameter, seed=seed,
-                      point_placement=placement, point_jitter=jitter)
+    if method == "canonical-shape":
+        from dataclasses import replace
+        from cellpoint.training.train_shape import ShapeTrainConfig, train_shape
+        if images_dir and not masks_dir:
+            raise click.UsageError("canonical-shape with --images needs --masks (label images; only their "
+                                   "foreground and cell counts are used)")
+        cfg = ShapeTrainConfig(steps=steps, batch=batch or 16, lr=lr or 1e-3, diameter=diameter, seed=seed)
+        cfg.params = replace(cfg.params, alpha=count_weight)
+        from cellpoint.training.train import TrainConfig
+        jobs = collect_jobs(datasets, images_dir, None, masks_dir, TrainConfig(labels="full", seed=seed), {},
+                            DEFAULT_W)
+        jobs = [(kind, item, cfg, s) for kind, item, _, s in jobs]
+        worker, run_training = _prepare_shape_one, train_shape
+    else:
+        from cellpoint.training.train import TrainConfig, train as run_training
+        cfg = TrainConfig(labels=labels, steps=steps, batch=batch or 8, lr=lr or 1e-3, diameter=diameter,
+                          seed=seed, point_placement=placement, point_jitter=jitter)
+        jobs, worker = None, _prepare_one
     w_by_set = dict(OBJECTNESS_W)
     w_default = DEFAULT_W
     for item in objectness_w:
@@ -110,12 +149,13 @@ def train(datasets, images_dir, points_dir, masks_dir, labels, out, steps, batch
         else:
             w_default = float(value)
             w_by_set = {}
-    jobs = collect_jobs(datasets, images_dir, points_dir, masks_dir, cfg, w_by_set, w_default)
+    if jobs is None:
+        jobs = collect_jobs(datasets, images_dir, points_dir, masks_dir, cfg, w_by_set, w_default)
     if not jobs:
         raise click.ClickException("no training images found")
-    click.echo(f"preparing {len(jobs)} images ({labels}) ...")
+    click.echo(f"preparing {len(jobs)} images ({method}, {labels if method == 'objectness' else 'foreground-count'}) ...")
     with ProcessPoolExecutor(max_workers=max(1, workers)) as pool:
-        examples = list(pool.map(_prepare_one, jobs, chunksize=4))
+        examples = list(pool.map(worker, jobs, chunksize=4))
     torch.set_num_threads(max(1, os.cpu_count() or 1))
     checkpoint = run_training(examples, cfg, log=click.echo)
     checkpoint["training_data"] = [

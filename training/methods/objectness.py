@@ -113,7 +113,9 @@ class ExportHead(torch.nn.Module):
         return torch.softmax(logits[:, :2], 1)[:, 1:2], torch.sigmoid(logits[:, 2:3])
 
 
-OUTPUT_NAMES = ("foreground", "centers")
+OUTPUTS = [{"name": "foreground", "axes": "bcyx", "description": "P(cell) per pixel", "stride": 1},
+           {"name": "centers", "axes": "bcyx", "description": "cell-centre heat map in [0,1]", "stride": 1}]
+OUTPUT_NAMES = tuple(o["name"] for o in OUTPUTS)
 
 
 def decoder_params(params: ObjectnessParams, label_kind: str) -> dict:
