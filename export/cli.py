@@ -52,7 +52,7 @@ def export(checkpoint, out_dir, name, description, samples, sample_source, sampl
         raise click.ClickException("this command needs PyTorch: pip install torch==2.13.0 'cellpoint[train]'")
 
     from cellpoint.export.card import build_card, render_readme
-    from cellpoint.export.onnx_export import ParityError, check_parity, export_network
+    from cellpoint.export.onnx_export import ParityError, check_parity, export_extra_graphs, export_network
     from cellpoint.runtime.image_io import read_image, write_labels_tif
     from cellpoint.runtime.normalize import normalize_percentile, to_channels_first
     from cellpoint.runtime.package import CARD_FILE, sha256_file
@@ -79,9 +79,12 @@ def export(checkpoint, out_dir, name, description, samples, sample_source, sampl
                  else np.random.default_rng(0).random((1, in_ch, 96, 128), dtype=np.float32))
         try:
             parity = check_parity(module, work / "model.onnx", probe, atol)
+            graphs = export_extra_graphs(ckpt, work, probe, atol)
         except ParityError as error:
             raise click.ClickException(str(error))
         card = build_card(ckpt, name, description, sha, [], {}, parity, TILING, outputs)
+        if graphs:
+            card["graphs"] = graphs
         (work / CARD_FILE).write_text(json.dumps(card, indent=1))
         segmenter = Segmenter(work, device="cpu")
         sample_entries = []
@@ -105,6 +108,8 @@ def export(checkpoint, out_dir, name, description, samples, sample_source, sampl
                     full = evaluate_segmenter(segmenter, dataset, kinds, "val", diameter, refine)
                     metrics[key] = {k: v for k, v in full.items() if not isinstance(v, dict)}
         card = build_card(ckpt, name, description, sha, sample_entries, metrics, parity, TILING, outputs)
+        if graphs:
+            card["graphs"] = graphs
         if ckpt["decoder"]["name"] == "canonical_shape":
             card["figures"] = [write_canonical_shape_figure(ckpt["decoder"]["shape_mlp"], work)]
         (work / CARD_FILE).write_text(json.dumps(card, indent=1))

@@ -20,6 +20,11 @@ class ParityError(RuntimeError):
 def export_module(checkpoint: dict) -> tuple[torch.nn.Module, list[dict]]:
     """The torch module whose forward is the exported graph, and the card's output entries (name, axes,
     description, stride) for the checkpoint's method."""
+    if checkpoint["method"] == "wsispdr":
+        from cellpoint.training.train_wsispdr import LikelihoodOutput, build_wsispdr_network
+        return LikelihoodOutput(build_wsispdr_network(checkpoint)).eval(), [
+            {"name": "likelihood", "axes": "bcyx", "stride": 1,
+             "description": "cell-position likelihood map (Gaussian peaks at cell centres, regressed)"}]
     if checkpoint["method"] == "canonical_shape":
         from cellpoint.training.methods.canonical_shape import OUTPUTS, ExportEncoder
         from cellpoint.training.train_shape import build_shape_network
@@ -59,3 +64,39 @@ def check_parity(module: torch.nn.Module, path: Path, sample: np.ndarray, atol: 
     if not worst <= atol:
         raise ParityError(f"{path}: onnxruntime and PyTorch disagree by {worst:.3g} (tolerance {atol:g})")
     return worst
+
+
+def export_extra_graphs(checkpoint: dict, folder: Path, probe: np.ndarray, atol: float = 1e-4) -> dict:
+    """Write the further graphs a method's decoder runs beside model.onnx, each checked against torch.
+
+    WSISPDR: guided_backprop.onnx, inputs image (B,C,H,W) and regions (K,1,H,W) (B = 1 or K), output
+    contributions (K,C,H,W). Returns the card's "graphs" entry {role: {file, sha256, parity_max_abs_diff}}."""
+    if checkpoint["method"] != "wsispdr":
+        return {}
+    from cellpoint.runtime.package import sha256_file
+    from cellpoint.training.methods.wsispdr_net import GuidedBackprop
+    from cellpoint.training.train_wsispdr import build_wsispdr_network
+    net = build_wsispdr_network(checkpoint)
+    module = GuidedBackprop(net).eval()
+    path = folder / "guided_backprop.onnx"
+    step = 2 ** (len(net.widths) - 1)
+    dummy = (torch.zeros(2, net.encoder[0][0].in_channels, 3 * step, 4 * step), torch.zeros(2, 1, 3 * step, 4 * step))
+    dynamic = {"image": {0: "batch", 2: "height", 3: "width"}, "regions": {0: "cells", 2: "height", 3: "width"},
+               "contributions": {0: "cells", 2: "height", 3: "width"}}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(module, dummy, str(path), input_names=["image", "regions"], output_names=["contributions"],
+                          dynamic_axes=dynamic, opset_version=OPSET, dynamo=False)
+    # parity on a crop of the probe with two seeds, one batch image
+    h, w = (min(probe.shape[2], 128) // step) * step, (min(probe.shape[3], 128) // step) * step
+    image = np.ascontiguousarray(probe[:1, :, :h, :w], np.float32)
+    regions = np.zeros((2, 1, h, w), np.float32)
+    regions[0, 0, h // 3, w // 3] = regions[1, 0, 2 * h // 3, 2 * w // 3] = 1.0
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    got = session.run(["contributions"], {"image": image, "regions": regions})[0]
+    with torch.no_grad():
+        want = module(torch.from_numpy(image), torch.from_numpy(regions)).numpy()
+    worst = float(np.abs(got - want).max() / max(1e-12, np.abs(want).max()))
+    if not worst <= atol:
+        raise ParityError(f"{path}: onnxruntime and PyTorch disagree by {worst:.3g} of the largest value")
+    return {"contributions": {"file": path.name, "sha256": sha256_file(path), "parity_max_rel_diff": worst}}

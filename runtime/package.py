@@ -83,12 +83,15 @@ def load_package(model: str | Path | None = None, verify: bool = True) -> ModelP
     if card.get("format") != CARD_FORMAT:
         raise PackageError(f"{card_path}: unknown card format {card.get('format')!r} (expected {CARD_FORMAT})")
     package = ModelPackage(folder, card)
-    if not package.onnx_path.is_file():
-        raise PackageError(f"{folder}: weights file {package.onnx_path.name} is missing")
-    if verify:
-        actual = sha256_file(package.onnx_path)
-        if actual != card["weights"]["sha256"]:
-            raise PackageError(f"{package.onnx_path}: checksum mismatch (card says "
-                               f"{card['weights']['sha256'][:12]}…, file is {actual[:12]}…); "
-                               "the weights are corrupt or were changed")
+    # the main graph, then any further graphs a decoder runs (e.g. guided backpropagation)
+    graphs = [(package.onnx_path, card["weights"]["sha256"])]
+    graphs += [(folder / g["file"], g["sha256"]) for g in card.get("graphs", {}).values()]
+    for path, expected in graphs:
+        if not path.is_file():
+            raise PackageError(f"{folder}: weights file {path.name} is missing")
+        if verify:
+            actual = sha256_file(path)
+            if actual != expected:
+                raise PackageError(f"{path}: checksum mismatch (card says {expected[:12]}…, file is "
+                                   f"{actual[:12]}…); the weights are corrupt or were changed")
     return package

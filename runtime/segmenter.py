@@ -11,7 +11,8 @@ import onnxruntime as ort
 from cellpoint.runtime.decoders import DECODERS
 from cellpoint.runtime.normalize import normalize_percentile, to_channels_first
 from cellpoint.runtime.package import ModelPackage, load_package
-from cellpoint.runtime.postprocess import instance_table
+from cellpoint.runtime.detection_response import data_image, resize_labels, windowed_contributions
+from cellpoint.runtime.postprocess import instance_table, relabel_sequential
 from cellpoint.runtime.providers import choose_providers
 from cellpoint.runtime.tiling import predict_tiled
 
@@ -44,8 +45,9 @@ class Segmenter:
         options = ort.SessionOptions()
         if threads:
             options.intra_op_num_threads = threads
-        self.session = ort.InferenceSession(str(self.package.onnx_path), options,
-                                            providers=choose_providers(device))
+        self._options, self._providers = options, choose_providers(device)
+        self.session = ort.InferenceSession(str(self.package.onnx_path), options, providers=self._providers)
+        self._graphs: dict[str, ort.InferenceSession] = {}
         self.tile = int(tile)
         self.input_spec = card["inputs"][0]
         self.output_names = [o["name"] for o in card["outputs"]]
@@ -74,6 +76,13 @@ class Segmenter:
         None means the model's own. Returns ({name: array}, pixel_scale = image px per network px): a
         dense output (card stride 1) as float32 (H,W) at the image's resolution, a grid output (card
         stride > 1, e.g. a detector's cells) as float32 (k,h,w) at the network's scale."""
+        x, scale = self.network_input(image, diameter, channels)
+        return self.maps_at_image_size(self._predict(x), image.shape[:2]), 1.0 / scale
+
+    def network_input(self, image: np.ndarray, diameter: float | None = None,
+                      channels: Sequence[int] | None = None) -> tuple[np.ndarray, float]:
+        """The image as the network sees it: float32 (C,h,w), normalised and rescaled so its cells have
+        the model's diameter; returns it with the scale (network px per image px)."""
         check_image(image)
         if channels is not None:
             image = image[..., list(channels)] if image.ndim == 3 else image
@@ -86,9 +95,19 @@ class Segmenter:
             size = (max(1, round(w * scale)), max(1, round(h * scale)))
             x = np.stack([cv2.resize(c, size, interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR)
                           for c in x])
-        maps = predict_tiled(self._run, x, tile=self.tile, overlap=int(self.package.card["tiling"]["overlap"]),
+        return x, scale
+
+    def _predict(self, x: np.ndarray) -> dict[str, np.ndarray]:
+        """The main graph over a (C,h,w) network input, tiled: {name: float32 (k,h,w) or its grid}."""
+        return predict_tiled(self._run, x, tile=self.tile, overlap=int(self.package.card["tiling"]["overlap"]),
                              multiple=int(self.package.card["tiling"]["multiple"]))
-        return self.maps_at_image_size(maps, (h, w)), 1.0 / scale
+
+    def _graph(self, role: str) -> ort.InferenceSession:
+        """The package's further graph for `role` (card "graphs"), loaded on first use."""
+        if role not in self._graphs:
+            path = self.package.path / self.package.card["graphs"][role]["file"]
+            self._graphs[role] = ort.InferenceSession(str(path), self._options, providers=self._providers)
+        return self._graphs[role]
 
     def maps_at_image_size(self, outputs: dict[str, np.ndarray], shape: tuple[int, int]) -> dict[str, np.ndarray]:
         """Stitched network outputs {name: (k,h',w')} → decoder maps: a dense output's first channel resized
@@ -125,11 +144,36 @@ class Segmenter:
         return labels, table
 
     def _segment_once(self, image, diameter, channels):
+        if self.decoder_params.get("decode_at") == "network":
+            return self._segment_at_network_scale(image, diameter, channels)
         maps, pixel_scale = self.predict_maps(image, diameter, channels)
         labels, score_map, columns = self.decoder(maps, self.decoder_params, pixel_scale,
                                                   image_shape=image.shape[:2])
         table = instance_table(labels, score_map)
         table.update(columns)
+        return labels, table
+
+
+    def _segment_at_network_scale(self, image, diameter, channels):
+        """Decoders that need the network input and a further graph (WSISPDR: guided backpropagation)
+        decode at the network's scale; the labels are then resized to the image (nearest)."""
+        x, _ = self.network_input(image, diameter, channels)
+        likelihood = self._predict(x)["likelihood"][0]
+        session = self._graph("contributions")
+        params = self.decoder_params
+
+        def contributions(seeds):
+            return windowed_contributions(lambda img, reg: session.run(["contributions"], {"image": img, "regions": reg})[0],
+                                          x, seeds, int(params["window"]), int(params["batch"]),
+                                          int(self.package.card["tiling"]["multiple"]))
+        labels, _, columns = self.decoder({"likelihood": likelihood}, params, contributions,
+                                          data_image(x[0], params.get("data_term", "intensity")))
+        labels = resize_labels(labels, image.shape[:2])
+        score = cv2.resize(likelihood, (image.shape[1], image.shape[0]), interpolation=cv2.INTER_LINEAR)
+        present = np.unique(labels[labels > 0]).astype(np.int64)
+        labels = relabel_sequential(labels)
+        table = instance_table(labels, score)
+        table.update({k: np.asarray(v)[present - 1] for k, v in columns.items()})
         return labels, table
 
 

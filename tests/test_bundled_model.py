@@ -4,7 +4,11 @@ import subprocess
 import sys
 import textwrap
 
+import pytest
+
 from cellpoint.runtime.package import DEFAULT_MODEL, bundled_dir, list_models
+
+BUNDLED = [m["name"] for m in list_models()]
 
 
 def test_default_model_is_bundled_with_samples_and_val_metrics():
@@ -15,15 +19,23 @@ def test_default_model_is_bundled_with_samples_and_val_metrics():
     assert all(t["licence"] for t in card["training_data"])
 
 
-def test_bundled_sample_reproduces_its_expected_output_without_torch():
+def test_shape_model_is_bundled_with_its_canonical_shape_and_val_metrics():
+    card = json.loads((bundled_dir() / "shape-nuclei" / "card.json").read_text())
+    assert card["method"] == "canonical_shape" and card["label_kind"] == "foreground-count"
+    assert (bundled_dir() / "shape-nuclei" / card["figures"][0]["file"]).is_file()
+    assert {"dsb2018_bbbc038:gray_dark", "coelho2009_u2os_nih3t3"} <= set(card["metrics"])
+
+
+@pytest.mark.parametrize("name", BUNDLED)
+def test_bundled_sample_reproduces_its_expected_output_without_torch(name):
     code = textwrap.dedent(f"""
         import sys; sys.modules['torch'] = None
         import json, numpy as np, tifffile
         from cellpoint.runtime import Segmenter
         from cellpoint.runtime.image_io import read_image
         from cellpoint.runtime.package import bundled_dir
-        folder = bundled_dir() / "{DEFAULT_MODEL}"
-        seg = Segmenter("{DEFAULT_MODEL}")
+        folder = bundled_dir() / "{name}"
+        seg = Segmenter("{name}")
         for s in json.loads((folder / "card.json").read_text())["samples"]:
             labels, table = seg.segment(read_image(folder / s["input"]))
             expected = tifffile.imread(folder / s["output"])

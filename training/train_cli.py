@@ -56,6 +56,30 @@ def _prepare_shape_one(job):
     return prepare_shape_example(image.astype(np.float32), labels, cfg)
 
 
+def _prepare_wsispdr_one(job):
+    """Worker: load one image with its clicks (derived from masks for shared data) at the canonical scale."""
+    from cellpoint.training.train_wsispdr import prepare_wsispdr_example
+    from cellpoint.training.weak_labels import points_from_labels
+    from cellpoint.training.datasets import load_sample
+    from cellpoint.runtime.image_io import read_image
+    from cellpoint.training.annotations import read_points
+    kind, item, cfg, seed, cell_diameter, placement, jitter = job
+    if kind == "shared":
+        image, labels = load_sample(item)
+        if placement == "nuclei-dog":  # no human label: locations from the nuclear stain itself
+            from cellpoint.training.machine_labels import nuclei_locations
+            f = cell_diameter / 14.0
+            xy = nuclei_locations(image, 4.2 * f, 5.0 * f, 0.1)
+        else:
+            xy = points_from_labels(labels, placement, jitter, np.random.default_rng(seed))
+    else:
+        image_path, points_path, _ = item
+        image = read_image(image_path)
+        image = image.mean(-1) if image.ndim == 3 else image
+        xy = read_points(points_path)[0]
+    return prepare_wsispdr_example(image.astype(np.float32), xy[:, ::-1], cell_diameter, cfg)
+
+
 def collect_jobs(datasets, images_dir, points_dir, masks_dir, cfg, w_by_set: dict, w_default: float):
     """→ list of (job, objectness w) for the worker, from shared data sets and/or user folders."""
     from dataclasses import replace
@@ -92,9 +116,15 @@ def collect_jobs(datasets, images_dir, points_dir, masks_dir, cfg, w_by_set: dic
               help="Folder of <stem>_points.csv click files for --images (as `cellpoint labels` writes).")
 @click.option("--masks", "masks_dir", type=click.Path(exists=True, file_okay=False),
               help="Folder of label images <stem>*.tif/png for --images (full-mask mode).")
-@click.option("--method", type=click.Choice(["objectness", "canonical-shape"]), default="objectness",
+@click.option("--method", type=click.Choice(["objectness", "canonical-shape", "wsispdr"]), default="objectness",
               show_default=True, help="objectness: from clicks (--labels points) or masks (--labels full); "
-              "canonical-shape: from each image's foreground mask and cell counts (--masks or --dataset).")
+              "canonical-shape: from each image's foreground mask and cell counts (--masks or --dataset); "
+              "wsispdr: from clicks (detection response + guided backpropagation + graph-cut).")
+@click.option("--cell-diameter", type=float, default=None,
+              help="wsispdr only: typical cell diameter (px) in --images [shared data sets: their median].")
+@click.option("--data-term", type=click.Choice(["intensity", "inverted", "texture"]), default="intensity",
+              show_default=True, help="wsispdr only: what the runtime's graph-cut reads as 'cell': bright "
+              "intensity (fluorescence), dark intensity, or local texture (phase contrast).")
 @click.option("--labels", type=click.Choice(["points", "full"]), default="points", show_default=True,
               help="objectness only. points: one click per cell (the method); full: masks (the upper bound).")
 @click.option("--count-weight", default=1e-2, show_default=True,
@@ -104,16 +134,19 @@ def collect_jobs(datasets, images_dir, points_dir, masks_dir, cfg, w_by_set: dic
 @click.option("--batch", default=None, type=int, help="Crops per step [objectness 8, canonical-shape 16].")
 @click.option("--lr", default=None, type=float,
               help="Learning rate [objectness 1e-3 (Adam), canonical-shape 1e-3 (Adam, one-cycle maximum)].")
-@click.option("--diameter", default=24.0, show_default=True, help="Canonical cell diameter (px) the network sees.")
-@click.option("--placement", type=click.Choice(["centroid", "uniform"]), default="centroid", show_default=True,
-              help="Where derived clicks fall in each cell (shared data sets).")
+@click.option("--diameter", type=float, default=None,
+              help="Canonical cell diameter (px) the network sees [objectness, canonical-shape 24; wsispdr 32].")
+@click.option("--placement", type=click.Choice(["centroid", "uniform", "nuclei-dog"]), default="centroid",
+              show_default=True, help="Where derived clicks fall in each cell (shared data sets); nuclei-dog "
+              "(wsispdr): no human label — one location per local maximum of a difference of Gaussians of "
+              "the nuclear stain (σ 4.2 and 5 px scaled by cell diameter / 14 px).")
 @click.option("--jitter", default=0.0, show_default=True, help="Gaussian jitter (px) of derived clicks.")
 @click.option("--objectness-w", "objectness_w", multiple=True, metavar="[DATASET=]W",
               help="Objectness decay w, for all images or for one data set (default: tuned per data set).")
 @click.option("--seed", default=0, show_default=True)
 @click.option("--workers", default=min(2, os.cpu_count() or 1), show_default=True)
-def train(datasets, images_dir, points_dir, masks_dir, method, labels, count_weight, out, steps, batch, lr,
-          diameter, placement, jitter, objectness_w, seed, workers):
+def train(datasets, images_dir, points_dir, masks_dir, method, cell_diameter, data_term, labels, count_weight, out,
+          steps, batch, lr, diameter, placement, jitter, objectness_w, seed, workers):
     """Train a model (objectness from clicks, or canonical shape from foreground masks and counts) and
     write a checkpoint."""
     try:
@@ -122,13 +155,36 @@ def train(datasets, images_dir, points_dir, masks_dir, method, labels, count_wei
         raise click.ClickException("this command needs PyTorch: pip install torch==2.13.0 'cellpoint[train]'")
     if not datasets and not images_dir:
         raise click.UsageError("give --dataset and/or --images")
-    if method == "canonical-shape":
+    if method == "wsispdr":
+        from cellpoint.training.datasets import list_samples
+        from cellpoint.training.train import TrainConfig
+        from cellpoint.training.train_wsispdr import WsispdrConfig, train_wsispdr
+        from cellpoint.training.validate import dataset_diameter
+        if images_dir and not (points_dir and cell_diameter):
+            raise click.UsageError("wsispdr with --images needs --points and --cell-diameter")
+        cfg = WsispdrConfig(steps=steps, batch=batch or 8, lr=lr or 1e-3, seed=seed,
+                            diameter=diameter or WsispdrConfig.diameter)
+        cfg.data_term = data_term
+        jobs = []
+        for spec in datasets:
+            name, kinds = parse_dataset_spec(spec)
+            d = dataset_diameter(name, kinds)
+            jobs += [("shared", s, cfg, seed * 100003 + s.image_id, d, placement, jitter)
+                     for s in list_samples(name, "train", kinds)]
+        if images_dir:
+            user = collect_jobs([], images_dir, points_dir, None, TrainConfig(labels="points"), {}, DEFAULT_W)
+            jobs += [(kind, item, cfg, 0, cell_diameter, placement, jitter) for kind, item, _, _ in user]
+        worker = _prepare_wsispdr_one
+
+        def run_training(examples, cfg, log):
+            return train_wsispdr(examples, cfg, "points", log)
+    elif method == "canonical-shape":
         from dataclasses import replace
         from cellpoint.training.train_shape import ShapeTrainConfig, train_shape
         if images_dir and not masks_dir:
             raise click.UsageError("canonical-shape with --images needs --masks (label images; only their "
                                    "foreground and cell counts are used)")
-        cfg = ShapeTrainConfig(steps=steps, batch=batch or 16, lr=lr or 1e-3, diameter=diameter, seed=seed)
+        cfg = ShapeTrainConfig(steps=steps, batch=batch or 16, lr=lr or 1e-3, diameter=diameter or 24.0, seed=seed)
         cfg.params = replace(cfg.params, alpha=count_weight)
         from cellpoint.training.train import TrainConfig
         jobs = collect_jobs(datasets, images_dir, None, masks_dir, TrainConfig(labels="full", seed=seed), {},
@@ -137,7 +193,7 @@ def train(datasets, images_dir, points_dir, masks_dir, method, labels, count_wei
         worker, run_training = _prepare_shape_one, train_shape
     else:
         from cellpoint.training.train import TrainConfig, train as run_training
-        cfg = TrainConfig(labels=labels, steps=steps, batch=batch or 8, lr=lr or 1e-3, diameter=diameter,
+        cfg = TrainConfig(labels=labels, steps=steps, batch=batch or 8, lr=lr or 1e-3, diameter=diameter or 24.0,
                           seed=seed, point_placement=placement, point_jitter=jitter)
         jobs, worker = None, _prepare_one
     w_by_set = dict(OBJECTNESS_W)

@@ -1,0 +1,392 @@
+"""Detection response → instances: the post-processing of WSISPDR (Nishimura, Ker & Bise, MICCAI 2019).
+
+A U-Net trained on centroid positions outputs a cell-position likelihood map y. Thresholding y gives
+one centre region S_u per detected cell; guided backpropagation seeded with y on S_u gives cell u's
+contribution map g(u) (computed elsewhere, e.g. by an ONNX graph; here it is an array or a callable).
+The maximum projection (equations 4-5) keeps, at each pixel, only the cell with the largest
+contribution, and one binary graph cut per cell (its own projected map as foreground seeds, the other
+cells' as background seeds, the image as data term) gives its region; the per-cell regions are fused
+into one uint32 label image with the `postprocess` conventions (0 background, ids 1..N).
+Imports only numpy, cv2, maxflow and cellpoint.runtime.
+"""
+from __future__ import annotations
+
+from typing import Callable
+
+import cv2
+import maxflow
+import numpy as np
+
+from cellpoint.runtime.postprocess import relabel_sequential, remove_small_instances
+
+_HARD = 1e9  # terminal capacity that fixes a pixel's side
+_RIGHT = np.array([[0, 0, 0], [0, 0, 1], [0, 0, 0]])
+_DOWN = np.array([[0, 0, 0], [0, 0, 0], [0, 1, 0]])
+
+GRAPHCUT_DEFAULTS = {
+    "seed_fraction": 0.5,
+    "support_fraction": 0.05,
+    "smoothness": 2.0,
+    "sigma": 0.1,
+    "margin": 6,
+    "min_area": 20,
+    "invert": False,
+    "level": None,
+    "data_weight": 1.0,
+}
+"""Parameters of `graphcut_cells` (see its docstring); a caller's dict overrides any of them."""
+
+DECODE_DEFAULTS = {
+    "detection_threshold": 0.5,
+    "detection_min_area": 1,
+    "binary_seeds": False,
+    **GRAPHCUT_DEFAULTS,
+}
+"""Parameters of `decode_detection_response`: the detection ones plus those of `graphcut_cells`."""
+
+
+# ----------------------------------------------------------------------------------------- detection
+
+def detect_cells(likelihood: np.ndarray, threshold: float, min_area: int = 1) -> np.ndarray:
+    """Centre regions S_u: 8-connected components of `likelihood > threshold` (paper §3.2).
+
+    likelihood: float (H,W) map of cell positions. Components with fewer than `min_area` pixels are
+    dropped. Returns int32 (H,W): 0 elsewhere, ids 1..K in raster order of each component's first
+    pixel (top to bottom, then left to right), so the numbering is deterministic."""
+    lik = np.asarray(likelihood, dtype=np.float32)
+    if lik.ndim != 2:
+        raise ValueError(f"likelihood must be (H,W), got shape {lik.shape}")
+    mask = (lik > threshold).astype(np.uint8)
+    n, comp, stats, _ = cv2.connectedComponentsWithStats(mask, connectivity=8, ltype=cv2.CV_32S)
+    keep = stats[1:, cv2.CC_STAT_AREA] >= min_area
+    lut = np.zeros(n, np.int32)
+    lut[1:][keep] = np.arange(1, np.count_nonzero(keep) + 1, dtype=np.int32)
+    return lut[comp]
+
+
+def region_seeds(regions: np.ndarray, likelihood: np.ndarray, binary: bool = False) -> np.ndarray:
+    """Backward-pass seeds g^Out(u) (equation 1): channel u-1 holds the likelihood on S_u (region id
+    u) and 0 elsewhere; with `binary`, 1 on S_u instead.
+
+    regions: int (H,W) ids 0..K (0 = none); likelihood: float (H,W). Returns float32 (K,H,W),
+    K = regions.max() (an empty (0,H,W) array without regions)."""
+    reg = np.asarray(regions)
+    if reg.ndim != 2 or np.shape(likelihood) != reg.shape:
+        raise ValueError(f"regions {reg.shape} and likelihood {np.shape(likelihood)} must be the same (H,W)")
+    k = int(reg.max(initial=0))
+    seeds = np.zeros((k, reg.size), np.float32)
+    idx = np.flatnonzero(reg)
+    values = 1.0 if binary else np.asarray(likelihood, dtype=np.float32).ravel()[idx]
+    seeds[reg.ravel()[idx].astype(np.intp) - 1, idx] = values
+    return seeds.reshape((k,) + reg.shape)
+
+
+# -------------------------------------------------------------------------------- maximum projection
+
+def max_projection(contributions: np.ndarray, normalize: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """Maximum projection of the contribution maps (equations 4-5).
+
+    contributions: float (K,H,W), g(u) for cells u = 0..K-1. Negative values are clipped to 0 first
+    (guided backprop keeps positive gradients; the authors' code clamps its output at 0).
+    Returns owner int32 (H,W) = argmax_u g_i(u), and peak float32 (H,W) = that maximum, so C_i(u) =
+    peak_i where owner_i == u, else 0. Ties go to the lowest index. Pixels where every map is 0 have
+    peak 0 and owner 0: test `peak > 0` before trusting owner (with K = 0 both are all zero).
+
+    The maps are NOT normalised per cell by default: equation 4 compares the raw values g_i(k), and
+    the authors' code takes the argmax of the raw maps (all divided by one common constant). A cell
+    detected with a weak likelihood then has a weaker map and claims less of a contested pixel, which
+    is the paper's behaviour. `normalize=True` divides each map by its own maximum first (for maps of
+    very different scale, e.g. from binary seeds on cells of very different contrast)."""
+    g = np.asarray(contributions, dtype=np.float32)
+    if g.ndim != 3:
+        raise ValueError(f"contributions must be (K,H,W), got shape {g.shape}")
+    if g.shape[0] == 0:
+        return np.zeros(g.shape[1:], np.int32), np.zeros(g.shape[1:], np.float32)
+    g = np.maximum(g, 0.0)
+    if normalize:
+        top = g.reshape(g.shape[0], -1).max(axis=1)
+        g /= np.where(top > 0, top, 1.0).astype(np.float32)[:, None, None]
+    owner = np.argmax(g, axis=0).astype(np.int32)
+    peak = np.take_along_axis(g, owner[None].astype(np.intp), axis=0)[0]
+    return owner, peak
+
+
+# ---------------------------------------------------------------------------------------- graph cut
+
+def _otsu_level(image: np.ndarray) -> float:
+    """Otsu threshold of a [0,1] float (H,W) image, on 256 levels, as a value in [0,1]."""
+    u8 = cv2.convertScaleAbs(np.clip(image, 0.0, 1.0), alpha=255.0)
+    t, _ = cv2.threshold(u8, 0, 255, cv2.THRESH_BINARY + cv2.THRESH_OTSU)
+    return (float(t) + 0.5) / 255.0
+
+
+def _fill_holes(mask: np.ndarray) -> np.ndarray:
+    """bool (h,w) mask with the background components that do not touch the window border filled."""
+    n, comp = cv2.connectedComponents((~mask).astype(np.uint8), connectivity=4, ltype=cv2.CV_32S)
+    if n <= 2:
+        return mask
+    border = np.unique(np.concatenate([comp[0], comp[-1], comp[:, 0], comp[:, -1]]))
+    hole = np.ones(n, bool)
+    hole[border] = False
+    hole[0] = False
+    return mask | hole[comp]
+
+
+def _seeded_parts(mask: np.ndarray, seeds: np.ndarray) -> np.ndarray:
+    """The 8-connected components of bool (h,w) `mask` that hold at least one pixel of `seeds`."""
+    _, comp = cv2.connectedComponents(mask.astype(np.uint8), connectivity=8, ltype=cv2.CV_32S)
+    hit = np.zeros(comp.max() + 1, bool)
+    hit[comp[seeds & mask]] = True
+    hit[0] = False
+    return hit[comp]
+
+
+def _cut(image: np.ndarray, fg: np.ndarray, bg: np.ndarray, level: float, p: dict) -> np.ndarray:
+    """One binary graph cut on a window: bool (h,w) foreground. fg, bg: bool hard seeds (disjoint)."""
+    h, w = image.shape
+    diff = np.float64(p["data_weight"]) * (image.astype(np.float64) - level)
+    cost_bg = np.maximum(diff, 0.0)   # bright pixels pay to be background
+    cost_fg = np.maximum(-diff, 0.0)  # dark pixels pay to be foreground
+    cost_bg[fg], cost_fg[fg] = _HARD, 0.0
+    cost_fg[bg], cost_bg[bg] = _HARD, 0.0
+    graph = maxflow.Graph[float]()
+    nodes = graph.add_grid_nodes((h, w))
+    two_sigma2 = 2.0 * float(p["sigma"]) ** 2
+    for a, b, structure in ((image[:, :-1], image[:, 1:], _RIGHT), (image[:-1], image[1:], _DOWN)):
+        weight = np.zeros((h, w), np.float64)
+        weight[: a.shape[0], : a.shape[1]] = p["smoothness"] * np.exp(-((a - b) ** 2) / two_sigma2)
+        graph.add_grid_edges(nodes, weights=weight, structure=structure, symmetric=True)
+    graph.add_grid_tedges(nodes, cost_bg, cost_fg)  # source side = foreground
+    graph.maxflow()
+    return ~graph.get_grid_segments(nodes)
+
+
+def graphcut_cells(image: np.ndarray, contributions: np.ndarray, regions: np.ndarray | None,
+                   params: dict | None = None) -> np.ndarray:
+    """One binary graph cut per detected cell (paper §4), fused into one label image.
+
+    image: float (H,W) normalised to [0,1], cells bright (or dark with `invert`). contributions: float
+    (K,H,W) guided-backprop maps g(u), negatives clipped to 0. regions: int (H,W) centre regions S_u
+    with ids 1..K matching the channels (from `detect_cells`), or None.
+    For cell u, on the window of its support (g(u) > support_fraction · max g(u)) grown by `margin`:
+      - foreground seeds: pixels of its projected map C(u) (owner u in `max_projection`) with
+        g(u) >= seed_fraction · max g(u), plus S_u;
+      - background seeds: pixels owned by another cell v with g(v) >= seed_fraction · max g(v) (the
+        maximum projection of the other channels), the other centre regions S_v, pixels more than
+        `margin` px from every cell's support, and window edges that lie inside the image;
+      - data term (the paper's "saliency map", the image itself, inverted for phase contrast):
+        data_weight · (s - level) is paid to label a pixel background if positive, its negative to
+        label it foreground, with s the (inverted) image;
+      - pairwise term on 4-neighbours: contrast-sensitive Potts, smoothness · exp(-(s_p - s_q)² / 2σ²).
+    The foreground keeps the parts connected to its seeds, holes filled. Fusion: a pixel claimed by
+    several cells goes to the claimant with the largest contribution there (the max-projection owner
+    when it is among them; ties to the lowest index); afterwards each cell keeps only the parts of
+    its pixels connected to its seeds, and instances under `min_area` are removed.
+    params (defaults in GRAPHCUT_DEFAULTS):
+      seed_fraction 0.5: fraction of a cell's own peak contribution above which the pixels it owns
+        are hard seeds (for its own cut) and hard background (for the others);
+      support_fraction 0.05: below this fraction of its peak a cell's contribution is negligible;
+        defines the window and the "far from any contribution" background;
+      smoothness 2.0: λ, weight of the pairwise term relative to the data term;
+      sigma 0.1: contrast scale of the pairwise term, in image units ([0,1]);
+      margin 6: px added around the support to make the window (and distance beyond which pixels
+        are background seeds);
+      min_area 20: px, smaller instances are removed;
+      invert False: use 1 - image (phase contrast, dark cells on bright background);
+      level None: data-term threshold in [0,1]; None = Otsu threshold of the (inverted) image;
+      data_weight 1.0: scale of the data term.
+    Returns uint32 (H,W): cell u (channel u) gets id u+1; ids of cells left without pixels are
+    absent (run `relabel_sequential` to close the gaps)."""
+    p = {**GRAPHCUT_DEFAULTS, **(params or {})}
+    img = np.asarray(image, dtype=np.float32)
+    g = np.maximum(np.asarray(contributions, dtype=np.float32), 0.0)
+    if img.ndim != 2 or g.ndim != 3 or g.shape[1:] != img.shape:
+        raise ValueError(f"image (H,W) {img.shape} and contributions (K,H,W) {g.shape} do not match")
+    reg = None if regions is None else np.asarray(regions)
+    if reg is not None and (reg.shape != img.shape or int(reg.max(initial=0)) > g.shape[0]):
+        raise ValueError(f"regions {reg.shape} with ids up to {int(reg.max(initial=0))} do not match "
+                         f"contributions {g.shape}")
+    h, w = img.shape
+    k = g.shape[0]
+    labels = np.zeros((h, w), np.uint32)
+    if k == 0:
+        return labels
+    if p["invert"]:
+        img = np.float32(1.0) - img
+    level = _otsu_level(img) if p["level"] is None else float(p["level"])
+    owner, peak = max_projection(g)
+    top = g.reshape(k, -1).max(axis=1)
+    strong = peak >= p["seed_fraction"] * top[owner]
+    strong &= peak > 0
+
+    union = np.zeros((h, w), bool)
+    boxes = []
+    margin = int(p["margin"])
+    for u in range(k):
+        support = g[u] > p["support_fraction"] * top[u]
+        if top[u] <= 0 or not support.any():
+            boxes.append(None)
+            continue
+        union |= support
+        rows, cols = np.flatnonzero(support.any(axis=1)), np.flatnonzero(support.any(axis=0))
+        boxes.append((slice(max(rows[0] - margin, 0), min(rows[-1] + 1 + margin, h)),
+                      slice(max(cols[0] - margin, 0), min(cols[-1] + 1 + margin, w))))
+    far = cv2.distanceTransform((~union).astype(np.uint8), cv2.DIST_L2, 3) > margin
+
+    best = np.full((h, w), -1.0, np.float32)  # contribution of the current claimant
+    fg_seeds = [None] * k
+    for u, box in enumerate(boxes):
+        if box is None:
+            continue
+        ys, xs = box
+        own = owner[ys, xs] == u
+        fg = own & strong[ys, xs]
+        bg = ~own & strong[ys, xs]
+        bg |= far[ys, xs]
+        if reg is not None:
+            centre = reg[ys, xs] == u + 1
+            fg |= centre
+            bg |= (reg[ys, xs] != 0) & ~centre
+        edge = np.zeros(fg.shape, bool)
+        edge[0] |= ys.start > 0
+        edge[-1] |= ys.stop < h
+        edge[:, 0] |= xs.start > 0
+        edge[:, -1] |= xs.stop < w
+        bg |= edge
+        bg &= ~fg
+        if not fg.any():
+            continue
+        mask = _fill_holes(_seeded_parts(_cut(img[ys, xs], fg, bg, level, p), fg))
+        value = g[u, ys, xs]
+        take = mask & (value > best[ys, xs])
+        best[ys, xs][take] = value[take]
+        labels[ys, xs][take] = u + 1
+        fg_seeds[u] = fg
+
+    for u, fg in enumerate(fg_seeds):  # drop fragments cut off by other cells' claims
+        if fg is None:
+            continue
+        ys, xs = boxes[u]
+        lab = labels[ys, xs]
+        mine = lab == u + 1
+        lab[mine & ~_seeded_parts(mine, fg)] = 0
+    return remove_small_instances(labels, int(p["min_area"]))
+
+
+# ------------------------------------------------------------------------------------------ decoder
+
+def decode_detection_response(maps: dict[str, np.ndarray], params: dict,
+                              contributions_fn: Callable[[np.ndarray], np.ndarray], image: np.ndarray):
+    """The WSISPDR decoder: likelihood map → centre regions → guided-backprop seeds → contribution
+    maps → maximum projection → per-cell graph cuts → fused, relabelled instances.
+
+    maps: "likelihood" float (H,W). params: DECODE_DEFAULTS keys (detection_threshold 0.5 and
+    detection_min_area 1 for `detect_cells`, binary_seeds False for `region_seeds`, the rest for
+    `graphcut_cells`). contributions_fn: seeds float32 (K,1,H,W) → contributions (K,1,H,W) (e.g. the
+    guided-backprop ONNX graph); not called when nothing is detected. image: float (H,W) (or (H,W,C),
+    averaged) in [0,1].
+    Returns (labels uint32 (H,W) ids 1..N, score map float32 (H,W) = likelihood, columns
+    {"detection_score": float32 (N,) peak likelihood in each instance's centre region, in label order}).
+    """
+    p = {**DECODE_DEFAULTS, **(params or {})}
+    likelihood = np.asarray(maps["likelihood"], dtype=np.float32)
+    img = np.asarray(image, dtype=np.float32)
+    if img.ndim == 3:
+        img = img.mean(axis=2, dtype=np.float32)
+    if img.shape != likelihood.shape:
+        raise ValueError(f"image {img.shape} and likelihood {likelihood.shape} differ in size")
+    regions = detect_cells(likelihood, p["detection_threshold"], int(p["detection_min_area"]))
+    k = int(regions.max(initial=0))
+    if k == 0:
+        return np.zeros(likelihood.shape, np.uint32), likelihood, {"detection_score": np.zeros(0, np.float32)}
+    seeds = region_seeds(regions, likelihood, binary=bool(p["binary_seeds"]))
+    contributions = np.asarray(contributions_fn(seeds[:, None]), dtype=np.float32)
+    if contributions.shape != (k, 1) + likelihood.shape:
+        raise ValueError(f"contributions_fn returned {contributions.shape}, expected {(k, 1) + likelihood.shape}")
+    labels = graphcut_cells(img, contributions[:, 0], regions, p)
+
+    idx = np.flatnonzero(regions)
+    detection_score = np.zeros(k + 1, np.float32)
+    np.maximum.at(detection_score, regions.ravel()[idx], likelihood.ravel()[idx])
+    present = np.flatnonzero(np.bincount(labels.ravel(), minlength=k + 1)[1:]) + 1
+    return relabel_sequential(labels), likelihood, {"detection_score": detection_score[present]}
+
+
+# ------------------------------------------------------------------------------- deployment helpers
+
+def windowed_contributions(run_graph: Callable[[np.ndarray, np.ndarray], np.ndarray], image: np.ndarray,
+                           seeds: np.ndarray, window: int = 128, batch: int = 16,
+                           multiple: int = 8) -> np.ndarray:
+    """Guided-backprop contribution maps, each computed on a window centred on its cell.
+
+    run_graph(images (B,C,w,w), regions (B,1,w,w)) → (B,C,w,w) float32 (the package's graph, B cells
+    each with its own image window). image: float32 (C,H,W) network input; seeds (K,1,H,W). A cell's
+    contribution is confined to the network's receptive field around it, so a window of a few cell
+    diameters holds it; the cost per cell is then fixed instead of growing with the image. The window is
+    rounded up to `multiple` (the network's pooling factor) and starts on that grid; the image is
+    reflect-padded so border cells get full windows. Away from a window's edge (beyond the receptive
+    field) the result equals guided backpropagation on the whole image.
+    Returns (K,1,H,W) float32, the channel-summed contribution, zero outside each window."""
+    x = np.asarray(image, np.float32)
+    c, h, w = x.shape
+    k = seeds.shape[0]
+    m = max(1, int(multiple))
+    win = -(-int(window) // m) * m
+    # windows start on the `multiple` grid, so the network's pooling sees the same pixel groups as on the
+    # whole image; padding by a whole window keeps every window inside the padded image
+    padded = np.pad(x, ((0, 0), (win, win), (win, win)), mode="reflect" if min(h, w) > win else "symmetric")
+    out = np.zeros((k, 1, h, w), np.float32)
+    origins = []
+    for s in seeds[:, 0]:
+        rows, cols = np.nonzero(s)
+        r, q = (rows.mean(), cols.mean()) if rows.size else (h / 2, w / 2)
+        origins.append((int(np.floor((r - win / 2) / m)) * m, int(np.floor((q - win / 2) / m)) * m))
+
+    def overlap(y0, x0):
+        """The window's part inside the image: (sy0, sy1, sx0, sx1) in window coordinates."""
+        return max(0, -y0), min(win, h - y0), max(0, -x0), min(win, w - x0)
+
+    for start in range(0, k, max(1, int(batch))):
+        idx = range(start, min(k, start + int(batch)))
+        images = np.stack([padded[:, y0 + win:y0 + 2 * win, x0 + win:x0 + 2 * win] for y0, x0 in (origins[i] for i in idx)])
+        regions = np.zeros((len(idx), 1, win, win), np.float32)
+        for j, i in enumerate(idx):
+            y0, x0 = origins[i]
+            sy0, sy1, sx0, sx1 = overlap(y0, x0)
+            regions[j, 0, sy0:sy1, sx0:sx1] = seeds[i, 0, y0 + sy0:y0 + sy1, x0 + sx0:x0 + sx1]
+        result = np.asarray(run_graph(np.ascontiguousarray(images), regions), np.float32).sum(axis=1)
+        for j, i in enumerate(idx):
+            y0, x0 = origins[i]
+            sy0, sy1, sx0, sx1 = overlap(y0, x0)
+            out[i, 0, y0 + sy0:y0 + sy1, x0 + sx0:x0 + sx1] = result[j, sy0:sy1, sx0:sx1]
+    return out
+
+
+def data_image(image: np.ndarray, term: str = "intensity", radius: int = 3) -> np.ndarray:
+    """The graph-cut's evidence of "cell" in [0,1] from a normalised (H,W) image.
+
+    term "intensity": the image (bright cells, fluorescence); "inverted": 1 − image (dark cells);
+    "texture": local standard deviation over a (2·radius+1)² window, divided by its 99th percentile
+    (phase contrast, where cells differ from the background by texture rather than brightness)."""
+    img = np.clip(np.asarray(image, np.float32), 0, 1)
+    if term == "intensity":
+        return img
+    if term == "inverted":
+        return 1.0 - img
+    if term == "texture":
+        size = (2 * radius + 1, 2 * radius + 1)
+        mean = cv2.blur(img, size, borderType=cv2.BORDER_REFLECT)
+        sq = cv2.blur(img * img, size, borderType=cv2.BORDER_REFLECT)
+        std = np.sqrt(np.maximum(sq - mean * mean, 0))
+        top = float(np.percentile(std, 99)) or 1.0
+        return np.clip(std / top, 0, 1).astype(np.float32)
+    raise ValueError(f"unknown data term {term!r} (intensity, inverted, texture)")
+
+
+def resize_labels(labels: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """Nearest-neighbour resize of a label image to (H,W), pixel centres aligned. Returns uint32."""
+    lab = np.asarray(labels)
+    h, w = lab.shape
+    rows = np.clip(np.floor((np.arange(shape[0]) + 0.5) * h / shape[0]).astype(int), 0, h - 1)
+    cols = np.clip(np.floor((np.arange(shape[1]) + 0.5) * w / shape[1]).astype(int), 0, w - 1)
+    return lab[rows][:, cols].astype(np.uint32)
