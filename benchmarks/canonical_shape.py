@@ -62,7 +62,7 @@ def main():
              "```", "python benchmarks/canonical_shape.py "
              + " ".join(f'--package "{p}"' for p in args.package) + " "
              + " ".join(f"--dataset {d}" for d in args.dataset), "```", "",
-             "| data set (val) | model | diameter | start diameter px | " + " | ".join(c[1] for c in COLUMNS) + " |",
+             "| data set (val) | model | diameter mode | start diameter px | " + " | ".join(c[1] for c in COLUMNS) + " |",
              "|---|---|---|---|" + "---|" * len(COLUMNS)]
     for spec, by_label in results.items():
         for label, m in by_label.items():

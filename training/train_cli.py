@@ -177,7 +177,7 @@ def train(datasets, images_dir, points_dir, masks_dir, method, cell_diameter, da
         worker = _prepare_wsispdr_one
 
         def run_training(examples, cfg, log):
-            return train_wsispdr(examples, cfg, "points", log)
+            return train_wsispdr(examples, cfg, "nuclei-dog" if placement == "nuclei-dog" else "points", log)
     elif method == "canonical-shape":
         from dataclasses import replace
         from cellpoint.training.train_shape import ShapeTrainConfig, train_shape
@@ -209,7 +209,9 @@ def train(datasets, images_dir, points_dir, masks_dir, method, cell_diameter, da
         jobs = collect_jobs(datasets, images_dir, points_dir, masks_dir, cfg, w_by_set, w_default)
     if not jobs:
         raise click.ClickException("no training images found")
-    click.echo(f"preparing {len(jobs)} images ({method}, {labels if method == 'objectness' else 'foreground-count'}) ...")
+    kind = {"objectness": labels, "canonical-shape": "foreground-count",
+            "wsispdr": "machine-made locations" if placement == "nuclei-dog" else "points"}[method]
+    click.echo(f"preparing {len(jobs)} images ({method}, {kind}) ...")
     with ProcessPoolExecutor(max_workers=max(1, workers)) as pool:
         examples = list(pool.map(worker, jobs, chunksize=4))
     torch.set_num_threads(max(1, os.cpu_count() or 1))
