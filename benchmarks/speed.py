@@ -1,4 +1,4 @@
-"""Speed benchmark: seconds per image, per stage (read, normalise, network, decode, write), median of
+"""Speed benchmark: seconds per image, per stage (read, normalise, network, contributions, decode, write), median of
 repeated runs, for onnxruntime (the deployed runtime) and the same network in eager PyTorch.
 
     python benchmarks/speed.py --package model_cards/objectness-nuclei --checkpoint runs/nuclei_points.pt
@@ -31,27 +31,49 @@ def make_image(sample: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     return np.tile(sample, reps)[:shape[0], :shape[1]]
 
 
-def time_pipeline(seg: Segmenter, path: Path, out: Path, network) -> dict:
-    """One end-to-end run; returns seconds per stage."""
+def instrument(seg: Segmenter, engine) -> dict:
+    """Point `seg` at `engine` (batch → {name: maps}) and wrap its stages with timers; returns the dict
+    the timers add seconds to (normalise, network, contributions)."""
+    acc = {"normalise": 0.0, "network": 0.0, "contributions": 0.0}
+    seg._run = engine
+
+    def timed(stage, fn):
+        def call(*args, **kwargs):
+            s = time.perf_counter()
+            result = fn(*args, **kwargs)
+            acc[stage] += time.perf_counter() - s
+            return result
+        return call
+
+    seg.network_input = timed("normalise", seg.network_input)
+    seg._predict = timed("network", seg._predict)
+    if "contributions" in seg.package.card.get("graphs", {}):
+        session = seg._graph("contributions")
+
+        class TimedSession:  # the decoder only calls .run
+            run = staticmethod(timed("contributions", session.run))
+        seg._graphs["contributions"] = TimedSession()
+    return acc
+
+
+def time_pipeline(seg: Segmenter, acc: dict, path: Path, out: Path) -> dict:
+    """One end-to-end run of an instrumented segmenter; returns seconds per stage. decode is the
+    segmentation time left after normalising, the main network and (WSISPDR) the contribution graph."""
+    for k in acc:
+        acc[k] = 0.0
     t = {}
     s = time.perf_counter()
     image = read_image(path)
     t["read"] = time.perf_counter() - s
     s = time.perf_counter()
-    x = normalize_percentile(to_channels_first(image, 1))
-    t["normalise"] = time.perf_counter() - s
-    s = time.perf_counter()
-    maps = predict_tiled(network, x, tile=seg.tile, overlap=seg.package.card["tiling"]["overlap"],
-                         multiple=seg.package.card["tiling"]["multiple"])
-    t["network"] = time.perf_counter() - s
-    s = time.perf_counter()
-    labels, _, _ = seg.decoder(seg.maps_at_image_size(maps, image.shape[:2]), seg.decoder_params, 1.0,
-                               image_shape=image.shape[:2])
-    t["decode"] = time.perf_counter() - s
+    labels, _ = seg.segment(image)
+    segment = time.perf_counter() - s
+    t.update(acc)
+    t["decode"] = segment - sum(acc.values())
     s = time.perf_counter()
     write_labels_tif(out, labels)
     t["write"] = time.perf_counter() - s
-    t["total"] = sum(t.values())
+    t["total"] = t["read"] + segment + t["write"]
     t["cells"] = int(labels.max())
     return t
 
@@ -61,10 +83,11 @@ def main():
     parser.add_argument("--package", default="model_cards/objectness-nuclei")
     parser.add_argument("--checkpoint", default=None, help="the package's checkpoint, for the PyTorch rows")
     parser.add_argument("--repeats", type=int, default=7)
+    parser.add_argument("--tile", type=int, default=768, help="tile size (network px), as `cellpoint segment`")
     parser.add_argument("--out", default="benchmarks/results")
     args = parser.parse_args()
 
-    seg = Segmenter(args.package, device="cpu")
+    seg = Segmenter(args.package, device="cpu", tile=args.tile)
     sample_file = Path(args.package) / seg.package.card["samples"][0]["input"]
     sample = read_image(sample_file)
     engines = {"onnxruntime": seg._run}
@@ -86,8 +109,10 @@ def main():
             path = Path(tmp) / f"img_{shape[0]}x{shape[1]}.tif"
             tifffile.imwrite(path, make_image(sample, shape))
             for engine, run in engines.items():
-                time_pipeline(seg, path, Path(tmp) / "warm.tif", run)  # warm-up
-                runs = [time_pipeline(seg, path, Path(tmp) / "labels.tif", run) for _ in range(args.repeats)]
+                seg = Segmenter(args.package, device="cpu", tile=args.tile)
+                acc = instrument(seg, run)
+                time_pipeline(seg, acc, path, Path(tmp) / "warm.tif")  # warm-up
+                runs = [time_pipeline(seg, acc, path, Path(tmp) / "labels.tif") for _ in range(args.repeats)]
                 med = {k: statistics.median(r[k] for r in runs) for k in runs[0]}
                 rows.append((f"{shape[0]}×{shape[1]}", engine, med))
                 print(rows[-1][0], engine, {k: round(v, 4) for k, v in med.items()}, flush=True)
@@ -98,11 +123,15 @@ def main():
              f"({platform.processor() or platform.machine()}), onnxruntime CPU provider. "
              f"Command: `python benchmarks/speed.py --package {args.package}"
              + (f" --checkpoint {args.checkpoint}" if args.checkpoint else "") + "`", "",
-             "| image | engine | read | normalise | network | decode | write | total | cells |",
-             "|---|---|---|---|---|---|---|---|---|"]
+             "| image | engine | read | normalise | network | contributions (ms/cell) | decode | write | total | cells |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
     for size, engine, m in rows:
+        contrib = (f"{m['contributions']:.3f} ({1000 * m['contributions'] / max(m['cells'], 1):.0f})"
+                   if m["contributions"] else "–")
         lines.append(f"| {size} | {engine} | {m['read']:.3f} | {m['normalise']:.3f} | {m['network']:.3f} | "
-                     f"{m['decode']:.3f} | {m['write']:.3f} | **{m['total']:.3f}** | {m['cells']:.0f} |")
+                     f"{contrib} | {m['decode']:.3f} | {m['write']:.3f} | **{m['total']:.3f}** | {m['cells']:.0f} |")
+    lines += ["", "network: the main graph over all tiles; contributions: WSISPDR's guided-backpropagation graph "
+              "(per cell = divided by the cells found); decode: the rest of segmentation (post-processing)."]
     Path(args.out).mkdir(parents=True, exist_ok=True)
     target = Path(args.out) / f"speed_{name}.md"
     target.write_text("\n".join(lines) + "\n")

@@ -1,6 +1,7 @@
 """`cellpoint train`: train a map-and-seed model from clicks (or full masks, the upper bound)."""
 from __future__ import annotations
 
+import multiprocessing
 import os
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
@@ -105,6 +106,18 @@ def collect_jobs(datasets, images_dir, points_dir, masks_dir, cfg, w_by_set: dic
             jobs.append(("user", (image, pts if cfg.labels == "points" else None,
                                   lab if cfg.labels == "full" else None), c, 0))
     return jobs
+
+
+def _prepare_all(worker, jobs: list, workers: int) -> list:
+    """Run `worker` over `jobs` (in order), in `workers` processes when more than one.
+
+    Worker processes are spawned, never forked: a fork of a process whose torch, OpenCV or onnxruntime
+    thread pools are already running can deadlock in the child (seen in CI as a hung test run).
+    """
+    if workers <= 1 or len(jobs) <= 1:
+        return [worker(job) for job in jobs]
+    with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+        return list(pool.map(worker, jobs, chunksize=max(1, len(jobs) // (4 * workers))))
 
 
 @click.command("train")
@@ -212,8 +225,7 @@ def train(datasets, images_dir, points_dir, masks_dir, method, cell_diameter, da
     kind = {"objectness": labels, "canonical-shape": "foreground-count",
             "wsispdr": "machine-made locations" if placement == "nuclei-dog" else "points"}[method]
     click.echo(f"preparing {len(jobs)} images ({method}, {kind}) ...")
-    with ProcessPoolExecutor(max_workers=max(1, workers)) as pool:
-        examples = list(pool.map(worker, jobs, chunksize=4))
+    examples = _prepare_all(worker, jobs, workers)
     torch.set_num_threads(max(1, os.cpu_count() or 1))
     checkpoint = run_training(examples, cfg, log=click.echo)
     checkpoint["training_data"] = [
