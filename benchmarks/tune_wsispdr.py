@@ -48,10 +48,10 @@ def main():
         params = dict(seg.decoder_params, **dict(zip(grid, values)))
         gts, preds = [], []
         for shape, labels, x, likelihood in cache:
-            def contributions(seeds, x=x):
+            def contributions(regions, seed_values, x=x):
                 return windowed_contributions(
                     lambda a, b: session.run(["contributions"], {"image": a, "regions": b})[0],
-                    x, seeds, int(params["window"]), int(params["batch"]), multiple)
+                    x, regions, seed_values, int(params["window"]), int(params["batch"]), multiple)
             pred, _, _ = decode_detection_response({"likelihood": likelihood}, params, contributions,
                                                    data_image(x[0], params["data_term"]))
             preds.append(resize_labels(pred, shape))

@@ -83,31 +83,88 @@ def region_seeds(regions: np.ndarray, likelihood: np.ndarray, binary: bool = Fal
 
 # -------------------------------------------------------------------------------- maximum projection
 
-def max_projection(contributions: np.ndarray, normalize: bool = False) -> tuple[np.ndarray, np.ndarray]:
+def as_windows(contributions: np.ndarray | tuple[np.ndarray, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """Contribution maps as (windows float32 (K,h,w), origins int (K,2)).
+
+    Accepts dense maps (K,H,W) or (K,1,H,W) (every window is the whole image, origin (0,0)) or a pair
+    (windows (K,h,w) or (K,1,h,w), origins (K,2) = image row, column of each window's top-left
+    corner). A window may reach past the image; a map is zero outside its window."""
+    if isinstance(contributions, tuple):
+        windows, origins = contributions
+        windows = np.asarray(windows, dtype=np.float32)
+        if windows.ndim == 4:
+            windows = windows[:, 0]
+        origins = np.asarray(origins, dtype=np.int64).reshape(-1, 2)
+    else:
+        windows = np.asarray(contributions, dtype=np.float32)
+        if windows.ndim == 4:
+            windows = windows[:, 0]
+        origins = np.zeros((windows.shape[0] if windows.ndim == 3 else 0, 2), np.int64)
+    if windows.ndim != 3 or len(origins) != windows.shape[0]:
+        raise ValueError(f"contributions must be (K,H,W) or ((K,h,w), (K,2)), got {windows.shape}")
+    return windows, origins
+
+
+def _window_on(windows: np.ndarray, origins: np.ndarray, u: int, ys: slice, xs: slice) -> np.ndarray:
+    """Map u (zero outside its window) over the image region (ys, xs): float32 (len ys, len xs)."""
+    out = np.zeros((ys.stop - ys.start, xs.stop - xs.start), np.float32)
+    wy0, wx0 = int(origins[u, 0]), int(origins[u, 1])
+    wh, ww = windows.shape[1:]
+    y0, y1 = max(ys.start, wy0), min(ys.stop, wy0 + wh)
+    x0, x1 = max(xs.start, wx0), min(xs.stop, wx0 + ww)
+    if y0 < y1 and x0 < x1:
+        out[y0 - ys.start:y1 - ys.start, x0 - xs.start:x1 - xs.start] = windows[u, y0 - wy0:y1 - wy0, x0 - wx0:x1 - wx0]
+    return out
+
+
+def _inside(origins: np.ndarray, u: int, size: tuple[int, int], shape: tuple[int, int]) -> tuple[slice, slice]:
+    """The part of window u that lies inside an image of `shape`, as image slices (may be empty)."""
+    y0, x0 = int(origins[u, 0]), int(origins[u, 1])
+    return (slice(max(y0, 0), max(min(y0 + size[0], shape[0]), max(y0, 0))),
+            slice(max(x0, 0), max(min(x0 + size[1], shape[1]), max(x0, 0))))
+
+
+def paste_windows(windows: np.ndarray, origins: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """Dense maps float32 (K,H,W) from windows (K,h,w) at origins (K,2) (zero outside each window)."""
+    full = (slice(0, shape[0]), slice(0, shape[1]))
+    return np.stack([_window_on(windows, origins, u, *full) for u in range(len(windows))]) if len(windows) \
+        else np.zeros((0,) + tuple(shape), np.float32)
+
+
+def max_projection(contributions, normalize: bool = False,
+                   shape: tuple[int, int] | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Maximum projection of the contribution maps (equations 4-5).
 
-    contributions: float (K,H,W), g(u) for cells u = 0..K-1. Negative values are clipped to 0 first
-    (guided backprop keeps positive gradients; the authors' code clamps its output at 0).
+    contributions: float (K,H,W), g(u) for cells u = 0..K-1, or (windows, origins) as `as_windows`
+    takes them (then `shape` = (H,W) is required). Negative values are clipped to 0 first (guided
+    backprop keeps positive gradients; the authors' code clamps its output at 0).
     Returns owner int32 (H,W) = argmax_u g_i(u), and peak float32 (H,W) = that maximum, so C_i(u) =
     peak_i where owner_i == u, else 0. Ties go to the lowest index. Pixels where every map is 0 have
     peak 0 and owner 0: test `peak > 0` before trusting owner (with K = 0 both are all zero).
+    Memory is O(H·W) plus the windows, whatever K.
 
     The maps are NOT normalised per cell by default: equation 4 compares the raw values g_i(k), and
     the authors' code takes the argmax of the raw maps (all divided by one common constant). A cell
     detected with a weak likelihood then has a weaker map and claims less of a contested pixel, which
     is the paper's behaviour. `normalize=True` divides each map by its own maximum first (for maps of
     very different scale, e.g. from binary seeds on cells of very different contrast)."""
-    g = np.asarray(contributions, dtype=np.float32)
-    if g.ndim != 3:
-        raise ValueError(f"contributions must be (K,H,W), got shape {g.shape}")
-    if g.shape[0] == 0:
-        return np.zeros(g.shape[1:], np.int32), np.zeros(g.shape[1:], np.float32)
-    g = np.maximum(g, 0.0)
-    if normalize:
-        top = g.reshape(g.shape[0], -1).max(axis=1)
-        g /= np.where(top > 0, top, 1.0).astype(np.float32)[:, None, None]
-    owner = np.argmax(g, axis=0).astype(np.int32)
-    peak = np.take_along_axis(g, owner[None].astype(np.intp), axis=0)[0]
+    dense = not isinstance(contributions, tuple)
+    windows, origins = as_windows(contributions)
+    if dense:
+        shape = windows.shape[1:]
+    elif shape is None:
+        raise ValueError("max_projection of windows needs the image shape")
+    owner = np.zeros(shape, np.int32)
+    peak = np.zeros(shape, np.float32)
+    for u in range(windows.shape[0]):
+        ys, xs = _inside(origins, u, windows.shape[1:], shape)
+        g = np.maximum(_window_on(windows, origins, u, ys, xs), 0.0)
+        if normalize:
+            top = float(np.maximum(windows[u], 0.0).max(initial=0.0))
+            g /= top if top > 0 else 1.0
+        better = g > peak[ys, xs]  # strict: a tie stays with the lower index
+        peak[ys, xs][better] = g[better]
+        owner[ys, xs][better] = u
     return owner, peak
 
 
@@ -161,12 +218,13 @@ def _cut(image: np.ndarray, fg: np.ndarray, bg: np.ndarray, level: float, p: dic
     return ~graph.get_grid_segments(nodes)
 
 
-def graphcut_cells(image: np.ndarray, contributions: np.ndarray, regions: np.ndarray | None,
+def graphcut_cells(image: np.ndarray, contributions, regions: np.ndarray | None,
                    params: dict | None = None) -> np.ndarray:
     """One binary graph cut per detected cell (paper §4), fused into one label image.
 
     image: float (H,W) normalised to [0,1], cells bright (or dark with `invert`). contributions: float
-    (K,H,W) guided-backprop maps g(u), negatives clipped to 0. regions: int (H,W) centre regions S_u
+    (K,H,W) guided-backprop maps g(u), or (windows (K,h,w), origins (K,2)) as `as_windows` takes them
+    (a map is zero outside its window); negatives clipped to 0. regions: int (H,W) centre regions S_u
     with ids 1..K matching the channels (from `detect_cells`), or None.
     For cell u, on the window of its support (g(u) > support_fraction · max g(u)) grown by `margin`:
       - foreground seeds: pixels of its projected map C(u) (owner u in `max_projection`) with
@@ -199,23 +257,24 @@ def graphcut_cells(image: np.ndarray, contributions: np.ndarray, regions: np.nda
     absent (run `relabel_sequential` to close the gaps)."""
     p = {**GRAPHCUT_DEFAULTS, **(params or {})}
     img = np.asarray(image, dtype=np.float32)
-    g = np.maximum(np.asarray(contributions, dtype=np.float32), 0.0)
-    if img.ndim != 2 or g.ndim != 3 or g.shape[1:] != img.shape:
-        raise ValueError(f"image (H,W) {img.shape} and contributions (K,H,W) {g.shape} do not match")
+    windows, origins = as_windows(contributions)
+    windows = np.maximum(windows, 0.0)
+    if img.ndim != 2 or (not isinstance(contributions, tuple) and windows.shape[1:] != img.shape):
+        raise ValueError(f"image (H,W) {img.shape} and contributions (K,H,W) {windows.shape} do not match")
     reg = None if regions is None else np.asarray(regions)
-    if reg is not None and (reg.shape != img.shape or int(reg.max(initial=0)) > g.shape[0]):
+    if reg is not None and (reg.shape != img.shape or int(reg.max(initial=0)) > windows.shape[0]):
         raise ValueError(f"regions {reg.shape} with ids up to {int(reg.max(initial=0))} do not match "
-                         f"contributions {g.shape}")
+                         f"contributions {windows.shape}")
     h, w = img.shape
-    k = g.shape[0]
+    k = windows.shape[0]
     labels = np.zeros((h, w), np.uint32)
     if k == 0:
         return labels
     if p["invert"]:
         img = np.float32(1.0) - img
     level = _otsu_level(img) if p["level"] is None else float(p["level"])
-    owner, peak = max_projection(g)
-    top = g.reshape(k, -1).max(axis=1)
+    owner, peak = max_projection((windows, origins), shape=(h, w))
+    top = windows.reshape(k, -1).max(axis=1)
     strong = peak >= p["seed_fraction"] * top[owner]
     strong &= peak > 0
 
@@ -223,12 +282,14 @@ def graphcut_cells(image: np.ndarray, contributions: np.ndarray, regions: np.nda
     boxes = []
     margin = int(p["margin"])
     for u in range(k):
-        support = g[u] > p["support_fraction"] * top[u]
+        wy, wx = _inside(origins, u, windows.shape[1:], (h, w))
+        support = _window_on(windows, origins, u, wy, wx) > p["support_fraction"] * top[u]
         if top[u] <= 0 or not support.any():
             boxes.append(None)
             continue
-        union |= support
-        rows, cols = np.flatnonzero(support.any(axis=1)), np.flatnonzero(support.any(axis=0))
+        union[wy, wx] |= support
+        rows = np.flatnonzero(support.any(axis=1)) + wy.start
+        cols = np.flatnonzero(support.any(axis=0)) + wx.start
         boxes.append((slice(max(rows[0] - margin, 0), min(rows[-1] + 1 + margin, h)),
                       slice(max(cols[0] - margin, 0), min(cols[-1] + 1 + margin, w))))
     far = cv2.distanceTransform((~union).astype(np.uint8), cv2.DIST_L2, 3) > margin
@@ -257,7 +318,7 @@ def graphcut_cells(image: np.ndarray, contributions: np.ndarray, regions: np.nda
         if not fg.any():
             continue
         mask = _fill_holes(_seeded_parts(_cut(img[ys, xs], fg, bg, level, p), fg))
-        value = g[u, ys, xs]
+        value = _window_on(windows, origins, u, ys, xs)
         take = mask & (value > best[ys, xs])
         best[ys, xs][take] = value[take]
         labels[ys, xs][take] = u + 1
@@ -276,15 +337,17 @@ def graphcut_cells(image: np.ndarray, contributions: np.ndarray, regions: np.nda
 # ------------------------------------------------------------------------------------------ decoder
 
 def decode_detection_response(maps: dict[str, np.ndarray], params: dict,
-                              contributions_fn: Callable[[np.ndarray], np.ndarray], image: np.ndarray):
+                              contributions_fn: Callable[[np.ndarray, np.ndarray], object], image: np.ndarray):
     """The WSISPDR decoder: likelihood map → centre regions → guided-backprop seeds → contribution
     maps → maximum projection → per-cell graph cuts → fused, relabelled instances.
 
     maps: "likelihood" float (H,W). params: DECODE_DEFAULTS keys (detection_threshold 0.5 and
-    detection_min_area 1 for `detect_cells`, binary_seeds False for `region_seeds`, the rest for
-    `graphcut_cells`). contributions_fn: seeds float32 (K,1,H,W) → contributions (K,1,H,W) (e.g. the
-    guided-backprop ONNX graph); not called when nothing is detected. image: float (H,W) (or (H,W,C),
-    averaged) in [0,1].
+    detection_min_area 1 for `detect_cells`, binary_seeds False for the seed values, the rest for
+    `graphcut_cells`). contributions_fn(regions int32 (H,W) ids 1..K, seed_values float32 (H,W)) →
+    the K cells' contribution maps, cell u seeded with seed_values on region u+1 (equation 1): dense
+    (K,1,H,W), or (windows (K,1,h,w), origins (K,2)) as `windowed_contributions` returns them (memory
+    independent of the image size); not called when nothing is detected. image: float (H,W) (or
+    (H,W,C), averaged) in [0,1].
     Returns (labels uint32 (H,W) ids 1..N, score map float32 (H,W) = likelihood, columns
     {"detection_score": float32 (N,) peak likelihood in each instance's centre region, in label order}).
     """
@@ -299,11 +362,13 @@ def decode_detection_response(maps: dict[str, np.ndarray], params: dict,
     k = int(regions.max(initial=0))
     if k == 0:
         return np.zeros(likelihood.shape, np.uint32), likelihood, {"detection_score": np.zeros(0, np.float32)}
-    seeds = region_seeds(regions, likelihood, binary=bool(p["binary_seeds"]))
-    contributions = np.asarray(contributions_fn(seeds[:, None]), dtype=np.float32)
-    if contributions.shape != (k, 1) + likelihood.shape:
-        raise ValueError(f"contributions_fn returned {contributions.shape}, expected {(k, 1) + likelihood.shape}")
-    labels = graphcut_cells(img, contributions[:, 0], regions, p)
+    seed_values = np.ones_like(likelihood) if p["binary_seeds"] else likelihood
+    contributions = contributions_fn(regions, seed_values)
+    windows, origins = as_windows(contributions)
+    if windows.shape[0] != k or (not isinstance(contributions, tuple) and windows.shape[1:] != likelihood.shape):
+        raise ValueError(f"contributions_fn returned {windows.shape} maps, expected {k} of "
+                         f"{likelihood.shape} or windows")
+    labels = graphcut_cells(img, (windows, origins), regions, p)
 
     idx = np.flatnonzero(regions)
     detection_score = np.zeros(k + 1, np.float32)
@@ -315,51 +380,54 @@ def decode_detection_response(maps: dict[str, np.ndarray], params: dict,
 # ------------------------------------------------------------------------------- deployment helpers
 
 def windowed_contributions(run_graph: Callable[[np.ndarray, np.ndarray], np.ndarray], image: np.ndarray,
-                           seeds: np.ndarray, window: int = 128, batch: int = 16,
-                           multiple: int = 8) -> np.ndarray:
+                           regions: np.ndarray, seed_values: np.ndarray, window: int = 128, batch: int = 16,
+                           multiple: int = 8) -> tuple[np.ndarray, np.ndarray]:
     """Guided-backprop contribution maps, each computed on a window centred on its cell.
 
-    run_graph(images (B,C,w,w), regions (B,1,w,w)) → (B,C,w,w) float32 (the package's graph, B cells
-    each with its own image window). image: float32 (C,H,W) network input; seeds (K,1,H,W). A cell's
+    run_graph(images (B,C,w,w), seeds (B,1,w,w)) → (B,C,w,w) float32 (the package's graph, B cells
+    each with its own image window). image: float32 (C,H,W) network input; regions: int (H,W) centre
+    regions, ids 1..K; seed_values: float (H,W), cell u's seed is seed_values on region u+1. A cell's
     contribution is confined to the network's receptive field around it, so a window of a few cell
-    diameters holds it; the cost per cell is then fixed instead of growing with the image. The window is
-    rounded up to `multiple` (the network's pooling factor) and starts on that grid; the image is
-    reflect-padded so border cells get full windows. Away from a window's edge (beyond the receptive
-    field) the result equals guided backpropagation on the whole image.
-    Returns (K,1,H,W) float32, the channel-summed contribution, zero outside each window."""
+    diameters holds it; the cost per cell is then fixed instead of growing with the image, and so is
+    the memory. The window is rounded up to `multiple` (the network's pooling factor) and starts on
+    that grid; the image is reflect-padded so border cells get full windows. Away from a window's edge
+    (beyond the receptive field) the result equals guided backpropagation on the whole image.
+    Returns (windows float32 (K,1,w,w), the channel-summed contributions with zero outside the image,
+    origins int64 (K,2): each window's top-left corner in image rows, columns)."""
     x = np.asarray(image, np.float32)
     c, h, w = x.shape
-    k = seeds.shape[0]
+    reg = np.asarray(regions)
+    k = int(reg.max(initial=0))
+    values = np.asarray(seed_values, np.float32)
     m = max(1, int(multiple))
     win = -(-int(window) // m) * m
     # windows start on the `multiple` grid, so the network's pooling sees the same pixel groups as on the
     # whole image; padding by a whole window keeps every window inside the padded image
     padded = np.pad(x, ((0, 0), (win, win), (win, win)), mode="reflect" if min(h, w) > win else "symmetric")
-    out = np.zeros((k, 1, h, w), np.float32)
-    origins = []
-    for s in seeds[:, 0]:
-        rows, cols = np.nonzero(s)
-        r, q = (rows.mean(), cols.mean()) if rows.size else (h / 2, w / 2)
-        origins.append((int(np.floor((r - win / 2) / m)) * m, int(np.floor((q - win / 2) / m)) * m))
-
-    def overlap(y0, x0):
-        """The window's part inside the image: (sy0, sy1, sx0, sx1) in window coordinates."""
-        return max(0, -y0), min(win, h - y0), max(0, -x0), min(win, w - x0)
-
+    rows, cols = np.nonzero(reg)
+    ids = reg[rows, cols].astype(np.intp)
+    count = np.maximum(np.bincount(ids, minlength=k + 1), 1)
+    centre_r = np.bincount(ids, rows, minlength=k + 1) / count
+    centre_c = np.bincount(ids, cols, minlength=k + 1) / count
+    origins = np.stack([np.floor((centre_r[1:] - win / 2) / m) * m,
+                        np.floor((centre_c[1:] - win / 2) / m) * m], axis=1).astype(np.int64)
+    out = np.zeros((k, 1, win, win), np.float32)
     for start in range(0, k, max(1, int(batch))):
         idx = range(start, min(k, start + int(batch)))
-        images = np.stack([padded[:, y0 + win:y0 + 2 * win, x0 + win:x0 + 2 * win] for y0, x0 in (origins[i] for i in idx)])
-        regions = np.zeros((len(idx), 1, win, win), np.float32)
+        images = np.stack([padded[:, y0 + win:y0 + 2 * win, x0 + win:x0 + 2 * win] for y0, x0 in origins[start:idx.stop]])
+        seeds = np.zeros((len(idx), 1, win, win), np.float32)
         for j, i in enumerate(idx):
+            ys, xs = _inside(origins, i, (win, win), (h, w))
             y0, x0 = origins[i]
-            sy0, sy1, sx0, sx1 = overlap(y0, x0)
-            regions[j, 0, sy0:sy1, sx0:sx1] = seeds[i, 0, y0 + sy0:y0 + sy1, x0 + sx0:x0 + sx1]
-        result = np.asarray(run_graph(np.ascontiguousarray(images), regions), np.float32).sum(axis=1)
+            seeds[j, 0, ys.start - y0:ys.stop - y0, xs.start - x0:xs.stop - x0] = np.where(
+                reg[ys, xs] == i + 1, values[ys, xs], 0.0)
+        result = np.asarray(run_graph(np.ascontiguousarray(images), seeds), np.float32).sum(axis=1)
         for j, i in enumerate(idx):
+            ys, xs = _inside(origins, i, (win, win), (h, w))
             y0, x0 = origins[i]
-            sy0, sy1, sx0, sx1 = overlap(y0, x0)
-            out[i, 0, y0 + sy0:y0 + sy1, x0 + sx0:x0 + sx1] = result[j, sy0:sy1, sx0:sx1]
-    return out
+            out[i, 0, ys.start - y0:ys.stop - y0, xs.start - x0:xs.stop - x0] = \
+                result[j, ys.start - y0:ys.stop - y0, xs.start - x0:xs.stop - x0]
+    return out, origins
 
 
 def data_image(image: np.ndarray, term: str = "intensity", radius: int = 3) -> np.ndarray:

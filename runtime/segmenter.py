@@ -162,10 +162,11 @@ class Segmenter:
         session = self._graph("contributions")
         params = self.decoder_params
 
-        def contributions(seeds):
-            return windowed_contributions(lambda img, reg: session.run(["contributions"], {"image": img, "regions": reg})[0],
-                                          x, seeds, int(params["window"]), int(params["batch"]),
-                                          int(self.package.card["tiling"]["multiple"]))
+        def contributions(regions, seed_values):
+            return windowed_contributions(
+                lambda img, seeds: session.run(["contributions"], {"image": img, "regions": seeds})[0],
+                x, regions, seed_values, int(params["window"]), int(params["batch"]),
+                int(self.package.card["tiling"]["multiple"]))
         labels, _, columns = self.decoder({"likelihood": likelihood}, params, contributions,
                                           data_image(x[0], params.get("data_term", "intensity")))
         labels = resize_labels(labels, image.shape[:2])

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from cellpoint.runtime.detection_response import (decode_detection_response, detect_cells, graphcut_cells,
-                                                  max_projection, region_seeds)
+                                                  max_projection, paste_windows, region_seeds)
 
 SHAPE = (64, 96)
 CENTRES = ((32, 37), (32, 59))  # 22 px apart: two radius-12 discs overlap by 2 px, bisector at column 48
@@ -155,15 +155,31 @@ def test_max_projection_raw_by_default_normalised_on_request():
     assert owner.tolist() == [[0, 1, 1]] and np.allclose(peak, [[1.0, 0.8, 1.0]])
 
 
+def test_windows_give_the_same_projection_and_cut_as_the_same_maps_dense():
+    image, discs = _two_discs(seed=1)
+    regions = detect_cells(_likelihood(), 0.5)
+    dense = _contributions("gaussian", discs)
+    # 56-px windows around each cell, the right one reaching past the image's top and right edges
+    origins = np.array([[4, 9], [-6, 44]])
+    windows = np.stack([np.pad(dense[u], 56)[y + 56:y + 112, x + 56:x + 112] for u, (y, x) in enumerate(origins)])
+    same = paste_windows(windows, origins, SHAPE)  # the dense maps, zero outside their windows
+    assert same.shape == (2,) + SHAPE and np.array_equal(same[0, 4:60, 9:65], windows[0])
+    for a, b in zip(max_projection((windows, origins), shape=SHAPE), max_projection(same)):
+        assert np.array_equal(a, b)
+    labels = graphcut_cells(image, (windows, origins), regions, {})
+    assert np.array_equal(labels, graphcut_cells(image, same, regions, {}))
+    _check_split(labels, discs)
+
+
 # ------------------------------------------------------------------------------------------ decoder
 
 def _fake_backprop(calls, image):
     """A stand-in for the guided-backprop graph: each seed channel blurred wide (σ = 8 px) and weighted
     by the image, as guided backprop highlights the bright structures near the seed."""
-    def contributions_fn(seeds):
+    def contributions_fn(regions, seed_values):
+        seeds = region_seeds(regions, seed_values)
         calls.append(seeds.copy())
-        assert seeds.dtype == np.float32 and seeds.ndim == 4 and seeds.shape[1] == 1
-        return np.stack([cv2.GaussianBlur(s[0], (0, 0), 8.0) * image for s in seeds])[:, None]
+        return np.stack([cv2.GaussianBlur(s, (0, 0), 8.0) * image for s in seeds])[:, None]
     return contributions_fn
 
 
@@ -175,10 +191,10 @@ def test_decode_detection_response_end_to_end():
     calls = []
     labels, score, columns = decode_detection_response({"likelihood": lik}, {"min_area": 20},
                                                        _fake_backprop(calls, image), image)
-    assert len(calls) == 1 and calls[0].shape == (3, 1) + SHAPE  # the speck comes first in raster order
+    assert len(calls) == 1 and calls[0].shape == (3,) + SHAPE  # the speck comes first in raster order
     regions = detect_cells(lik, 0.5)
     for u in range(3):
-        assert np.array_equal(calls[0][u, 0], np.where(regions == u + 1, lik, 0))
+        assert np.array_equal(calls[0][u], np.where(regions == u + 1, lik, 0))
     assert np.array_equal(score, lik) and score.dtype == np.float32
     _check_split(labels, discs)
     assert list(columns) == ["detection_score"]
@@ -186,7 +202,7 @@ def test_decode_detection_response_end_to_end():
 
 
 def test_decode_detection_response_without_detections():
-    def never(seeds):
+    def never(regions, seed_values):
         raise AssertionError("contributions_fn must not run without detections")
     image, _ = _two_discs()
     labels, score, columns = decode_detection_response({"likelihood": np.full(SHAPE, 0.2, np.float32)}, {},

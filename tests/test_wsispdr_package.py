@@ -9,7 +9,7 @@ import textwrap
 import numpy as np
 import pytest
 
-from cellpoint.runtime.detection_response import data_image, resize_labels, windowed_contributions
+from cellpoint.runtime.detection_response import data_image, paste_windows, resize_labels, windowed_contributions
 
 torch = pytest.importorskip("torch")
 from cellpoint.training.methods.wsispdr_net import DetectionUNet, GuidedBackprop  # noqa: E402
@@ -29,12 +29,16 @@ def test_windowed_contributions_equal_whole_image_ones_away_from_the_window_edge
     torch.manual_seed(0)
     net = DetectionUNet(1, (4, 8)).eval()              # receptive field radius < 16 px
     image = np.random.default_rng(0).random((1, 96, 128)).astype(np.float32)
-    seeds = np.zeros((2, 1, 96, 128), np.float32)
-    seeds[0, 0, 40:43, 50:53] = 1.0
-    seeds[1, 0, 4:6, 120:123] = 0.5                     # near the border: gets a padded window
-    windowed = windowed_contributions(_gb_numpy(net), image, seeds, window=64, batch=2, multiple=2)
-    whole = _gb_numpy(net)(image[None], seeds).sum(axis=1, keepdims=True)
-    assert windowed.shape == (2, 1, 96, 128)
+    regions = np.zeros((96, 128), np.int32)
+    regions[40:43, 50:53] = 1
+    regions[4:6, 120:123] = 2                           # near the border: gets a padded window
+    values = np.where(regions == 2, 0.5, 1.0).astype(np.float32)
+    windows, origins = windowed_contributions(_gb_numpy(net), image, regions, values, window=64, batch=2,
+                                              multiple=2)
+    assert windows.shape == (2, 1, 64, 64) and origins.tolist() == [[8, 18], [-28, 88]]  # on the even grid, centred
+    seeds = np.stack([np.where(regions == u, values, 0) for u in (1, 2)])[:, None].astype(np.float32)
+    whole = _gb_numpy(net)(image[None], seeds).sum(axis=1)
+    windowed = paste_windows(windows[:, 0], origins, (96, 128))
     np.testing.assert_allclose(windowed[0], whole[0], atol=1e-5 * np.abs(whole[0]).max())
     assert np.abs(windowed[1]).max() > 0
 
