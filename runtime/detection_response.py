@@ -170,7 +170,7 @@ def max_projection(contributions, normalize: bool = False,
 
 # ---------------------------------------------------------------------------------------- graph cut
 
-def _otsu_level(image: np.ndarray) -> float:
+def otsu_level(image: np.ndarray) -> float:
     """Otsu threshold of a [0,1] float (H,W) image, on 256 levels, as a value in [0,1]."""
     u8 = cv2.convertScaleAbs(np.clip(image, 0.0, 1.0), alpha=255.0)
     t, _ = cv2.threshold(u8, 0, 255, cv2.THRESH_BINARY + cv2.THRESH_OTSU)
@@ -216,6 +216,20 @@ def _cut(image: np.ndarray, fg: np.ndarray, bg: np.ndarray, level: float, p: dic
     graph.add_grid_tedges(nodes, cost_bg, cost_fg)  # source side = foreground
     graph.maxflow()
     return ~graph.get_grid_segments(nodes)
+
+
+def graphcut_binary(image: np.ndarray, level: float, smoothness: float = 2.0, sigma: float = 0.1,
+                    data_weight: float = 1.0, fg: np.ndarray | None = None,
+                    bg: np.ndarray | None = None) -> np.ndarray:
+    """Threshold refined by a graph cut: bool (H,W) of pixels on the bright side of `level`, smoothed.
+
+    image: float (H,W) in [0,1]. Data term: data_weight · (s − level) paid to label a pixel background
+    when positive, its negative to label it foreground; pairwise term on 4-neighbours:
+    contrast-sensitive Potts, smoothness · exp(−(s_p − s_q)² / 2σ²). fg, bg: optional bool hard seeds."""
+    img = np.asarray(image, dtype=np.float32)
+    none = np.zeros(img.shape, bool)
+    p = {"smoothness": smoothness, "sigma": sigma, "data_weight": data_weight}
+    return _cut(img, none if fg is None else fg, none if bg is None else bg, float(level), p)
 
 
 def graphcut_cells(image: np.ndarray, contributions, regions: np.ndarray | None,
@@ -272,7 +286,7 @@ def graphcut_cells(image: np.ndarray, contributions, regions: np.ndarray | None,
         return labels
     if p["invert"]:
         img = np.float32(1.0) - img
-    level = _otsu_level(img) if p["level"] is None else float(p["level"])
+    level = otsu_level(img) if p["level"] is None else float(p["level"])
     owner, peak = max_projection((windows, origins), shape=(h, w))
     top = windows.reshape(k, -1).max(axis=1)
     strong = peak >= p["seed_fraction"] * top[owner]

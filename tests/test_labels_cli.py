@@ -149,3 +149,25 @@ def test_read_label_image_rejects_float_and_colour(tmp_path):
     cv2.imwrite(str(tmp_path / "c.png"), colour)
     with pytest.raises(ValueError, match=r"c\.png: .*2-D"):
         read_label_image(tmp_path / "c.png")
+
+
+def test_machine_labels_from_a_folder_of_nuclear_stain_images(tmp_path):
+    from conftest import synthetic_nuclei
+    images = tmp_path / "images"
+    images.mkdir()
+    image, truth, centres = synthetic_nuclei(shape=(128, 160), n=8, radius=7, seed=4)
+    cv2.imwrite(str(images / "a.png"), np.clip(image, 0, 255).astype(np.uint8))
+    (images / "broken.tif").write_bytes(b"not a tiff")
+    result = CliRunner().invoke(labels_command, ["--images", str(images), "--out", str(tmp_path / "out"),
+                                                 "--from-nuclei", "--foreground"])
+    assert result.exit_code == 0, result.output
+    assert "broken.tif" in result.output and "1 skipped" in result.output
+    xy = read_points(tmp_path / "out" / "a_points.csv")[0]
+    assert len(xy) == 8
+    fg = cv2.imread(str(tmp_path / "out" / "a_foreground.png"), cv2.IMREAD_UNCHANGED) > 0
+    assert ((fg & (truth > 0)).sum() / (fg | (truth > 0)).sum()) > 0.8
+    assert all((tmp_path / "out" / f"a_foreground_{i}.png").exists() for i in range(1, 6))
+    manifest = json.loads((tmp_path / "out" / "labels_manifest.json").read_text())
+    assert manifest["annotation_hours"] == 0 and manifest["images"][0]["n_cells"] == 8
+    bad = CliRunner().invoke(labels_command, ["--images", str(images), "--out", str(tmp_path / "o2")])
+    assert bad.exit_code != 0 and "--from-nuclei" in bad.output

@@ -20,3 +20,17 @@ def test_dog_is_positive_at_a_blob_centre_and_empty_image_gives_no_locations():
     image[28:37, 28:37] = 1.0
     assert difference_of_gaussians(image)[32, 32] > 0
     assert nuclei_locations(np.zeros((32, 32), np.float32)).shape == (0, 2)
+
+
+def test_foreground_candidates_are_nested_and_the_automatic_pick_fits_the_nuclei():
+    from conftest import synthetic_nuclei
+    from cellpoint.training.machine_labels import choose_foreground, foreground_candidates
+    image, labels, _ = synthetic_nuclei(shape=(128, 160), n=8, radius=7, seed=4)
+    masks, levels = foreground_candidates(image)
+    assert masks.shape == (5, 128, 160) and masks.dtype == bool and np.all(np.diff(levels) > 0)
+    for low, high in zip(masks[:-1], masks[1:]):
+        assert not (high & ~low).any()            # a higher threshold never adds pixels
+    truth = labels > 0
+    pick = masks[choose_foreground(image, masks)]
+    iou = (pick & truth).sum() / (pick | truth).sum()
+    assert iou > 0.8, iou

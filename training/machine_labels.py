@@ -1,14 +1,22 @@
-"""Labels made by a machine from the image itself: one location per nucleus from a nuclear stain.
+"""Labels made by a machine from the image itself: one location per nucleus from a nuclear stain, and
+the image-level foreground from a fluorescence channel.
 
 LACSS (and WSISPDR's "no annotation" row) replace the annotator's clicks by the local maxima of a
-difference of Gaussians of the nuclear channel (σ 4.2 and 5 px in LACSS). Plain functions on arrays."""
+difference of Gaussians of the nuclear channel (σ 4.2 and 5 px in LACSS), and the hand-drawn foreground
+by a threshold refined with a graph cut (LACSS cut each image at five thresholds and let a person pick
+one; `foreground_candidates` makes the five and `choose_foreground` picks one automatically).
+Plain functions on arrays."""
 from __future__ import annotations
 
 import cv2
 import numpy as np
 
+from cellpoint.runtime.detection_response import otsu_level, graphcut_binary
 from cellpoint.runtime.normalize import normalize_percentile
 from cellpoint.runtime.postprocess import find_peaks
+
+FOREGROUND_FACTORS = (0.6, 0.8, 1.0, 1.25, 1.5)
+"""The five candidate thresholds, as multiples of the image's Otsu level (on the 1–99.8% normalised image)."""
 
 
 def difference_of_gaussians(image: np.ndarray, sigma_small: float = 4.2, sigma_large: float = 5.0) -> np.ndarray:
@@ -37,3 +45,35 @@ def nuclei_locations(image: np.ndarray, sigma_small: float = 4.2, sigma_large: f
     distance = int(round(sigma_large)) if min_distance is None else int(min_distance)
     rc, _ = find_peaks(dog, level, max(1, distance))
     return rc[:, ::-1].astype(np.float64)
+
+
+def foreground_candidates(image: np.ndarray, factors=FOREGROUND_FACTORS, smoothness: float = 1.0,
+                          sigma: float = 0.1) -> tuple[np.ndarray, np.ndarray]:
+    """Five image-level foreground masks of a fluorescence channel, from low to high threshold.
+
+    image: (H,W) any dtype, bright cells. Each candidate is the graph cut (`graphcut_binary`, PyMaxflow)
+    of the 1–99.8% normalised image at level factor × Otsu level, so edges follow the image instead of a
+    bare threshold's noise. Returns (masks bool (5,H,W), levels float (5,) in normalised units)."""
+    img = normalize_percentile(np.asarray(image, np.float32)[None])[0]
+    otsu = otsu_level(img)
+    levels = np.clip(np.asarray(factors, np.float64) * otsu, 1e-3, 0.999)
+    masks = np.stack([graphcut_binary(img, level, smoothness=smoothness, sigma=sigma) for level in levels])
+    return masks, levels
+
+
+def boundary_contrast(image: np.ndarray, mask: np.ndarray) -> float:
+    """Mean gradient magnitude of the normalised (H,W) image on the inner boundary of bool `mask`
+    (0 for an empty or full mask): how well the mask's outline follows the image's edges."""
+    img = normalize_percentile(np.asarray(image, np.float32)[None])[0]
+    smooth = cv2.GaussianBlur(img, (0, 0), 1.0)
+    gradient = np.hypot(cv2.Sobel(smooth, cv2.CV_32F, 1, 0), cv2.Sobel(smooth, cv2.CV_32F, 0, 1))
+    m = mask.astype(np.uint8)
+    edge = m.astype(bool) & ~cv2.erode(m, np.ones((3, 3), np.uint8), borderType=cv2.BORDER_REPLICATE).astype(bool)
+    return float(gradient[edge].mean()) if edge.any() and not m.all() else 0.0
+
+
+def choose_foreground(image: np.ndarray, masks: np.ndarray) -> int:
+    """The automatic pick among candidate masks (K,H,W): the one whose outline lies on the strongest
+    image edges (`boundary_contrast`), as a person picking the best-fitting outline would. Returns its
+    index."""
+    return int(np.argmax([boundary_contrast(image, m) for m in masks]))
