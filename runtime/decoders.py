@@ -4,13 +4,16 @@ runtime needs no method-specific code beyond these.
 Every decoder returns (labels uint32 (H,W), score map float32 (H,W), extra instance-table columns
 {name: array in label-id order}). Most are called as decoder(maps, params, pixel_scale, image_shape);
 `detection_response` (card "decode_at": "network") as decoder(maps, params, contributions_fn, image) at
-the network's scale, with a callable that runs the package's guided-backpropagation graph."""
+the network's scale, with a callable that runs the package's guided-backpropagation graph, and
+`location_masks` (LACSS, also "decode_at": "network") as decoder(maps, params, run_instances) with a
+callable that runs the package's per-location instance graph."""
 from __future__ import annotations
 
 import numpy as np
 
 from cellpoint.runtime.canonical_shape import decode_canonical_shape
 from cellpoint.runtime.detection_response import decode_detection_response
+from cellpoint.runtime.location_masks import decode_location_masks
 from cellpoint.runtime.postprocess import (find_peaks, relabel_sequential, remove_small_instances,
                                            seeded_graphcut, seeded_watershed)
 
@@ -34,4 +37,4 @@ def decode_maps_and_seeds(maps: dict[str, np.ndarray], params: dict, pixel_scale
 
 
 DECODERS = {"maps_and_seeds": decode_maps_and_seeds, "canonical_shape": decode_canonical_shape,
-            "detection_response": decode_detection_response}
+            "detection_response": decode_detection_response, "location_masks": decode_location_masks}

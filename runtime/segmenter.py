@@ -155,22 +155,33 @@ class Segmenter:
 
 
     def _segment_at_network_scale(self, image, diameter, channels):
-        """Decoders that need the network input and a further graph (WSISPDR: guided backpropagation)
-        decode at the network's scale; the labels are then resized to the image (nearest)."""
-        x, _ = self.network_input(image, diameter, channels)
-        likelihood = self._predict(x)["likelihood"][0]
-        session = self._graph("contributions")
+        """Decoders that need the network input or a further graph (WSISPDR: guided backpropagation;
+        LACSS: the per-location instance graph) decode at the network's scale; the labels are then
+        resized to the image (nearest) and location columns converted to image px."""
+        x, scale = self.network_input(image, diameter, channels)
+        outputs = self._predict(x)
         params = self.decoder_params
+        if params["name"] == "location_masks":
+            session = self._graph("instances")
 
-        def contributions(regions, seed_values):
-            return windowed_contributions(
-                lambda img, seeds: session.run(["contributions"], {"image": img, "regions": seeds})[0],
-                x, regions, seed_values, int(params["window"]), int(params["batch"]),
-                int(self.package.card["tiling"]["multiple"]))
-        labels, _, columns = self.decoder({"likelihood": likelihood}, params, contributions,
-                                          data_image(x[0], params.get("data_term", "intensity")))
+            def run_instances(windows, encoding):
+                return session.run(["masks"], {"windows": windows, "encoding": encoding})[0]
+            labels, score, columns = self.decoder(
+                {"score": outputs["score"][0], "offsets": outputs["offsets"], "features": outputs["features"]},
+                params, run_instances)
+            columns = {k: v / scale if k in ("location_y", "location_x") else v for k, v in columns.items()}
+        else:
+            session = self._graph("contributions")
+
+            def contributions(regions, seed_values):
+                return windowed_contributions(
+                    lambda img, seeds: session.run(["contributions"], {"image": img, "regions": seeds})[0],
+                    x, regions, seed_values, int(params["window"]), int(params["batch"]),
+                    int(self.package.card["tiling"]["multiple"]))
+            labels, score, columns = self.decoder({"likelihood": outputs["likelihood"][0]}, params, contributions,
+                                                  data_image(x[0], params.get("data_term", "intensity")))
         labels = resize_labels(labels, image.shape[:2])
-        score = cv2.resize(likelihood, (image.shape[1], image.shape[0]), interpolation=cv2.INTER_LINEAR)
+        score = cv2.resize(score, (image.shape[1], image.shape[0]), interpolation=cv2.INTER_LINEAR)
         present = np.unique(labels[labels > 0]).astype(np.int64)
         labels = relabel_sequential(labels)
         table = instance_table(labels, score)
