@@ -25,6 +25,16 @@ def export_module(checkpoint: dict) -> tuple[torch.nn.Module, list[dict]]:
         return LikelihoodOutput(build_wsispdr_network(checkpoint)).eval(), [
             {"name": "likelihood", "axes": "bcyx", "stride": 1,
              "description": "cell-position likelihood map (Gaussian peaks at cell centres, regressed)"}]
+    if checkpoint["method"] == "lacss":
+        from cellpoint.training.methods.lacss import ExportFeatures, LPN_STRIDE
+        from cellpoint.training.train_lacss import build_lacss_network
+        return ExportFeatures(build_lacss_network(checkpoint)).eval(), [
+            {"name": "score", "axes": "bcyx", "stride": LPN_STRIDE,
+             "description": "probability that a cell's location lies in each grid cell"},
+            {"name": "offsets", "axes": "bcyx", "stride": LPN_STRIDE,
+             "description": "(dy, dx) network px from each grid cell's centre to the location"},
+            {"name": "features", "axes": "bcyx", "stride": 1,
+             "description": "high-resolution features the instance graph reads around each location"}]
     if checkpoint["method"] == "canonical_shape":
         from cellpoint.training.methods.canonical_shape import OUTPUTS, ExportEncoder
         from cellpoint.training.train_shape import build_shape_network
@@ -70,33 +80,61 @@ def export_extra_graphs(checkpoint: dict, folder: Path, probe: np.ndarray, atol:
     """Write the further graphs a method's decoder runs beside model.onnx, each checked against torch.
 
     WSISPDR: guided_backprop.onnx, inputs image (B,C,H,W) and regions (K,1,H,W) (B = 1 or K), output
-    contributions (K,C,H,W). Returns the card's "graphs" entry {role: {file, sha256, parity_max_abs_diff}}."""
-    if checkpoint["method"] != "wsispdr":
-        return {}
+    contributions (K,C,H,W). LACSS: instances.onnx, inputs windows (N,F,P,P) and encoding (N,2,P,P),
+    output masks (N,1,P,P). Returns the card's "graphs" entry {role: {file, sha256, parity_max_rel_diff}}."""
+    if checkpoint["method"] == "wsispdr":
+        return {"contributions": _export_guided_backprop(checkpoint, folder, probe, atol)}
+    if checkpoint["method"] == "lacss":
+        return {"instances": _export_instances(checkpoint, folder, atol)}
+    return {}
+
+
+def _export_graph(module: torch.nn.Module, inputs: dict[str, torch.Tensor], output: str, dynamic: dict,
+                  path: Path, atol: float) -> dict:
+    """Trace `module` with named `inputs` to `path`, check onnxruntime against torch on the same inputs
+    (relative to the largest value) and return the card's graph entry."""
     from cellpoint.runtime.package import sha256_file
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(module, tuple(inputs.values()), str(path), input_names=list(inputs),
+                          output_names=[output], dynamic_axes=dynamic, opset_version=OPSET, dynamo=False)
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    got = session.run([output], {k: v.numpy() for k, v in inputs.items()})[0]
+    with torch.no_grad():
+        want = module(*inputs.values()).numpy()
+    worst = float(np.abs(got - want).max() / max(1e-12, np.abs(want).max()))
+    if not worst <= atol:
+        raise ParityError(f"{path}: onnxruntime and PyTorch disagree by {worst:.3g} of the largest value")
+    return {"file": path.name, "sha256": sha256_file(path), "parity_max_rel_diff": worst}
+
+
+def _export_guided_backprop(checkpoint: dict, folder: Path, probe: np.ndarray, atol: float) -> dict:
     from cellpoint.training.methods.wsispdr_net import GuidedBackprop
     from cellpoint.training.train_wsispdr import build_wsispdr_network
     net = build_wsispdr_network(checkpoint)
     module = GuidedBackprop(net).eval()
-    path = folder / "guided_backprop.onnx"
     step = 2 ** (len(net.widths) - 1)
-    dummy = (torch.zeros(2, net.encoder[0][0].in_channels, 3 * step, 4 * step), torch.zeros(2, 1, 3 * step, 4 * step))
-    dynamic = {"image": {0: "batch", 2: "height", 3: "width"}, "regions": {0: "cells", 2: "height", 3: "width"},
-               "contributions": {0: "cells", 2: "height", 3: "width"}}
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        torch.onnx.export(module, dummy, str(path), input_names=["image", "regions"], output_names=["contributions"],
-                          dynamic_axes=dynamic, opset_version=OPSET, dynamo=False)
     # parity on a crop of the probe with two seeds, one batch image
     h, w = (min(probe.shape[2], 128) // step) * step, (min(probe.shape[3], 128) // step) * step
     image = np.ascontiguousarray(probe[:1, :, :h, :w], np.float32)
     regions = np.zeros((2, 1, h, w), np.float32)
     regions[0, 0, h // 3, w // 3] = regions[1, 0, 2 * h // 3, 2 * w // 3] = 1.0
-    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    got = session.run(["contributions"], {"image": image, "regions": regions})[0]
-    with torch.no_grad():
-        want = module(torch.from_numpy(image), torch.from_numpy(regions)).numpy()
-    worst = float(np.abs(got - want).max() / max(1e-12, np.abs(want).max()))
-    if not worst <= atol:
-        raise ParityError(f"{path}: onnxruntime and PyTorch disagree by {worst:.3g} of the largest value")
-    return {"contributions": {"file": path.name, "sha256": sha256_file(path), "parity_max_rel_diff": worst}}
+    dynamic = {"image": {0: "batch", 2: "height", 3: "width"}, "regions": {0: "cells", 2: "height", 3: "width"},
+               "contributions": {0: "cells", 2: "height", 3: "width"}}
+    return _export_graph(module, {"image": torch.from_numpy(image), "regions": torch.from_numpy(regions)},
+                         "contributions", dynamic, folder / "guided_backprop.onnx", atol)
+
+
+def _export_instances(checkpoint: dict, folder: Path, atol: float) -> dict:
+    from cellpoint.runtime.location_masks import gather_windows
+    from cellpoint.training.methods.lacss import ExportInstance
+    from cellpoint.training.train_lacss import build_lacss_network
+    net = build_lacss_network(checkpoint)
+    module = ExportInstance(net).eval()
+    size = int(checkpoint["decoder"]["window"])
+    rng = np.random.default_rng(0)
+    features = rng.normal(size=(int(checkpoint["model"]["features"]), 2 * size, 2 * size)).astype(np.float32)
+    windows, encoding, _ = gather_windows(features, np.array([[size * 0.9, size * 1.1], [3.2, 2 * size - 4.7]]), size)
+    dynamic = {"windows": {0: "cells"}, "encoding": {0: "cells"}, "masks": {0: "cells"}}
+    return _export_graph(module, {"windows": torch.from_numpy(windows), "encoding": torch.from_numpy(encoding)},
+                         "masks", dynamic, folder / "instances.onnx", atol)
