@@ -28,3 +28,14 @@ cellpoint train --method wsispdr --dataset dsb2018_bbbc038:gray_dark --data-term
 cellpoint export runs/wsispdr_dsb_clicks.pt --out runs/wsispdr-dsb-clicks
 python benchmarks/tune_wsispdr.py --package runs/wsispdr-dsb-clicks --dataset dsb2018_bbbc038:gray_dark \
   --name dsb --grid '{"seed_fraction": [0.5, 0.1], "detection_threshold": [0.3, 0.5]}'
+# the best on train (seed_fraction 0.1, detection_threshold 0.5) is used for both nuclei models; the
+# annotation-free model gets no tuning of its own (that would use human labels)
+for m in clicks dog; do
+  cellpoint export runs/wsispdr_dsb_$m.pt --out runs/wsispdr-dsb-$m \
+    --decoder-param seed_fraction=0.1 --decoder-param detection_threshold=0.5
+done
+python benchmarks/wsispdr.py --name wsispdr-cells-phase --package "clicks (usiigaci train)=model_cards/wsispdr-cells-phase" \
+  --dataset usiigaci_phase_contrast --dataset livecell
+python benchmarks/wsispdr.py --name wsispdr-nuclei --package "clicks (DSB train)=runs/wsispdr-dsb-clicks" \
+  --package "no annotation: DoG locations (DSB train)=runs/wsispdr-dsb-dog" --dataset dsb2018_bbbc038:gray_dark
+python benchmarks/speed.py --package model_cards/wsispdr-cells-phase --repeats 3
