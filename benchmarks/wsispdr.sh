@@ -19,7 +19,7 @@ cellpoint export runs/wsispdr_usiigaci.pt --out model_cards/wsispdr-cells-phase 
   --decoder-param detection_threshold=0.5 --decoder-param data_term=inverted --decoder-param seed_fraction=0.1 \
   --sample runs/usiigaci_val3_crop.tif \
   --sample-source "Usiigaci (OIST), shared val split image 3 (train/set6/raw.tif), crop rows and columns 256:768" \
-  --sample-licence "MIT (Usiigaci)" --notes benchmarks/notes/wsispdr-cells-phase.md
+  --sample-licence "MIT (Usiigaci)" --notes benchmarks/notes/wsispdr-cells-phase.md --eval usiigaci_phase_contrast
 # nuclei: from clicks, and with no human label at all (DoG locations in the nuclear stain)
 cellpoint train --method wsispdr --dataset dsb2018_bbbc038:gray_dark --data-term intensity --diameter 24 \
   --steps 1500 --out runs/wsispdr_dsb_clicks.pt
