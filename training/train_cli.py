@@ -81,6 +81,73 @@ def _prepare_wsispdr_one(job):
     return prepare_wsispdr_example(image.astype(np.float32), xy[:, ::-1], cell_diameter, cfg)
 
 
+def _prepare_lacss_one(job):
+    """Worker: one image with its locations and foreground (weak) or masks (full) at the canonical scale.
+
+    Shared data: locations are the masks' centroids (or, with placement nuclei-dog, DoG maxima of the
+    stain: no human label); the foreground is the masks' union or, with fg_source "machine", the
+    automatic pick of `machine_labels.foreground_candidates` (no human label)."""
+    from cellpoint.training.train_lacss import prepare_lacss_example
+    from cellpoint.training.weak_labels import points_from_labels
+    from cellpoint.training.datasets import load_sample
+    from cellpoint.runtime.image_io import read_image
+    from cellpoint.training.annotations import read_points, read_label_image
+    kind, item, cfg, seed, cell_diameter, placement, fg_source = job
+    if kind == "shared":
+        image, labels = load_sample(item)
+        image = image.mean(-1) if image.ndim == 3 else image
+        if placement == "nuclei-dog":
+            from cellpoint.training.machine_labels import nuclei_locations
+            f = cell_diameter / 14.0
+            xy = nuclei_locations(image, 4.2 * f, 5.0 * f, 0.1)
+        else:
+            xy = points_from_labels(labels, placement, 0.0, np.random.default_rng(seed))
+        if fg_source == "machine":
+            from cellpoint.training.machine_labels import choose_foreground, foreground_candidates
+            masks, _ = foreground_candidates(image)
+            foreground = masks[choose_foreground(image, masks)]
+        else:
+            foreground = labels > 0
+    else:
+        image_path, points_path, fg_path, labels_path = item
+        image = read_image(image_path)
+        image = image.mean(-1) if image.ndim == 3 else image
+        xy = read_points(points_path)[0] if points_path else None
+        labels = read_label_image(labels_path) if labels_path else None
+        foreground = read_label_image(fg_path) > 0 if fg_path else None
+    locations = None if xy is None else xy[:, ::-1]
+    if cfg.mode == "full":
+        return prepare_lacss_example(image.astype(np.float32), locations, None, labels, cell_diameter, cfg)
+    return prepare_lacss_example(image.astype(np.float32), locations, foreground, None, cell_diameter, cfg)
+
+
+def _lacss_jobs(datasets, images_dir, points_dir, fg_dir, masks_dir, cfg, seed, cell_diameter, placement,
+                fg_source) -> list:
+    """Jobs for `_prepare_lacss_one` from shared data sets (train split) and/or a user's folders."""
+    from cellpoint.training.datasets import list_samples
+    from cellpoint.training.validate import dataset_diameter
+    jobs = []
+    for spec in datasets:
+        name, kinds = parse_dataset_spec(spec)
+        d = dataset_diameter(name, kinds)
+        jobs += [("shared", s, cfg, seed * 100003 + s.image_id, d, placement, fg_source)
+                 for s in list_samples(name, "train", kinds)]
+    if images_dir:
+        for image in sorted(p for p in Path(images_dir).iterdir() if p.suffix.lower() in
+                            {".tif", ".tiff", ".png", ".jpg", ".jpeg"}):
+            pts = Path(points_dir) / f"{image.stem}_points.csv" if points_dir else None
+            fg = Path(fg_dir) / f"{image.stem}_foreground.png" if fg_dir else None
+            lab = next((p for p in Path(masks_dir).glob(f"{image.stem}*") if p.is_file()), None) if masks_dir else None
+            needed = [lab] if cfg.mode == "full" else [pts, fg]
+            if any(p is None or not p.exists() for p in needed):
+                click.echo(f"skipped {image.name}: missing " + ", ".join(
+                    str(p) for p in needed if p is not None and not p.exists()) or "labels", err=True)
+                continue
+            jobs.append(("user", (image, pts if pts and pts.exists() else None, fg, lab), cfg, 0, cell_diameter,
+                         placement, fg_source))
+    return jobs
+
+
 def collect_jobs(datasets, images_dir, points_dir, masks_dir, cfg, w_by_set: dict, w_default: float):
     """→ list of (job, objectness w) for the worker, from shared data sets and/or user folders."""
     from dataclasses import replace
@@ -129,10 +196,21 @@ def _prepare_all(worker, jobs: list, workers: int) -> list:
               help="Folder of <stem>_points.csv click files for --images (as `cellpoint labels` writes).")
 @click.option("--masks", "masks_dir", type=click.Path(exists=True, file_okay=False),
               help="Folder of label images <stem>*.tif/png for --images (full-mask mode).")
-@click.option("--method", type=click.Choice(["objectness", "canonical-shape", "wsispdr"]), default="objectness",
-              show_default=True, help="objectness: from clicks (--labels points) or masks (--labels full); "
+@click.option("--method", type=click.Choice(["objectness", "canonical-shape", "wsispdr", "lacss"]),
+              default="objectness", show_default=True,
+              help="objectness: from clicks (--labels points) or masks (--labels full); "
               "canonical-shape: from each image's foreground mask and cell counts (--masks or --dataset); "
-              "wsispdr: from clicks (detection response + guided backpropagation + graph-cut).")
+              "wsispdr: from clicks (detection response + guided backpropagation + graph-cut); "
+              "lacss: from a foreground mask and one location per cell (--supervision weak) or masks (full).")
+@click.option("--supervision", type=click.Choice(["weak", "full"]), default="weak", show_default=True,
+              help="lacss only: weak = image foreground + locations; full = masks (the upper bound).")
+@click.option("--aux/--no-aux", default=True, show_default=True,
+              help="lacss only: train with the auxiliary low field-of-view boundary network.")
+@click.option("--foreground-source", type=click.Choice(["labels", "machine"]), default="labels", show_default=True,
+              help="lacss on shared data: the foreground from the masks' union, or made by a machine (graph-cut "
+              "threshold of the image, automatic choice). With --placement nuclei-dog: no human label at all.")
+@click.option("--foreground-masks", "fg_dir", type=click.Path(exists=True, file_okay=False),
+              help="lacss with --images: folder of <stem>_foreground.png (as `cellpoint labels --foreground` writes).")
 @click.option("--cell-diameter", type=float, default=None,
               help="wsispdr only: typical cell diameter (px) in --images [shared data sets: their median].")
 @click.option("--data-term", type=click.Choice(["intensity", "inverted", "texture"]), default="intensity",
@@ -151,15 +229,16 @@ def _prepare_all(worker, jobs: list, workers: int) -> list:
               help="Canonical cell diameter (px) the network sees [objectness, canonical-shape 24; wsispdr 32].")
 @click.option("--placement", type=click.Choice(["centroid", "uniform", "nuclei-dog"]), default="centroid",
               show_default=True, help="Where derived clicks fall in each cell (shared data sets); nuclei-dog "
-              "(wsispdr): no human label — one location per local maximum of a difference of Gaussians of "
+              "(wsispdr, lacss): no human label — one location per local maximum of a difference of Gaussians of "
               "the nuclear stain (σ 4.2 and 5 px scaled by cell diameter / 14 px).")
 @click.option("--jitter", default=0.0, show_default=True, help="Gaussian jitter (px) of derived clicks.")
 @click.option("--objectness-w", "objectness_w", multiple=True, metavar="[DATASET=]W",
               help="Objectness decay w, for all images or for one data set (default: tuned per data set).")
 @click.option("--seed", default=0, show_default=True)
 @click.option("--workers", default=min(2, os.cpu_count() or 1), show_default=True)
-def train(datasets, images_dir, points_dir, masks_dir, method, cell_diameter, data_term, labels, count_weight, out,
-          steps, batch, lr, diameter, placement, jitter, objectness_w, seed, workers):
+def train(datasets, images_dir, points_dir, masks_dir, method, supervision, aux, foreground_source, fg_dir,
+          cell_diameter, data_term, labels, count_weight, out, steps, batch, lr, diameter, placement, jitter,
+          objectness_w, seed, workers):
     """Train a model (objectness from clicks, or canonical shape from foreground masks and counts) and
     write a checkpoint."""
     try:
@@ -168,7 +247,20 @@ def train(datasets, images_dir, points_dir, masks_dir, method, cell_diameter, da
         raise click.ClickException("this command needs PyTorch: pip install torch==2.13.0 'cellpoint[train]'")
     if not datasets and not images_dir:
         raise click.UsageError("give --dataset and/or --images")
-    if method == "wsispdr":
+    if method == "lacss":
+        from cellpoint.training.train_lacss import LacssConfig, train_lacss
+        if images_dir and not cell_diameter:
+            raise click.UsageError("lacss with --images needs --cell-diameter")
+        if images_dir and supervision == "weak" and not (points_dir and fg_dir):
+            raise click.UsageError("lacss --supervision weak with --images needs --points and --foreground-masks")
+        if images_dir and supervision == "full" and not masks_dir:
+            raise click.UsageError("lacss --supervision full with --images needs --masks")
+        cfg = LacssConfig(mode=supervision, aux=aux and supervision == "weak", steps=steps, batch=batch or 8,
+                          lr=lr or 1e-3, seed=seed, diameter=diameter or LacssConfig.diameter)
+        jobs = _lacss_jobs(datasets, images_dir, points_dir, fg_dir, masks_dir, cfg, seed, cell_diameter,
+                           placement, foreground_source)
+        worker, run_training = _prepare_lacss_one, train_lacss
+    elif method == "wsispdr":
         from cellpoint.training.datasets import list_samples
         from cellpoint.training.train import TrainConfig
         from cellpoint.training.train_wsispdr import WsispdrConfig, train_wsispdr
@@ -223,14 +315,18 @@ def train(datasets, images_dir, points_dir, masks_dir, method, cell_diameter, da
     if not jobs:
         raise click.ClickException("no training images found")
     kind = {"objectness": labels, "canonical-shape": "foreground-count",
-            "wsispdr": "machine-made locations" if placement == "nuclei-dog" else "points"}[method]
+            "wsispdr": "machine-made locations" if placement == "nuclei-dog" else "points",
+            "lacss": "full masks" if supervision == "full" else
+            f"{'machine-made' if placement == 'nuclei-dog' else 'derived'} locations + "
+            f"{'machine-made' if foreground_source == 'machine' else 'derived'} foreground"}[method]
     click.echo(f"preparing {len(jobs)} images ({method}, {kind}) ...")
     examples = _prepare_all(worker, jobs, workers)
     torch.set_num_threads(max(1, os.cpu_count() or 1))
     checkpoint = run_training(examples, cfg, log=click.echo)
     checkpoint["training_data"] = [
-        {"dataset": parse_dataset_spec(d)[0], "kinds": parse_dataset_spec(d)[1], "split": "train"} for d in datasets
-    ] + ([{"folder": str(images_dir)}] if images_dir else [])
+        {"dataset": parse_dataset_spec(d)[0], "kinds": parse_dataset_spec(d)[1], "split": "train", "labels": kind}
+        for d in datasets
+    ] + ([{"folder": str(images_dir), "labels": kind}] if images_dir else [])
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(out.name + ".tmp")
