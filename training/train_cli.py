@@ -321,7 +321,8 @@ def train(datasets, images_dir, points_dir, masks_dir, method, supervision, aux,
             f"{'machine-made' if foreground_source == 'machine' else 'derived'} foreground"}[method]
     click.echo(f"preparing {len(jobs)} images ({method}, {kind}) ...")
     examples = _prepare_all(worker, jobs, workers)
-    torch.set_num_threads(max(1, os.cpu_count() or 1))
+    if "OMP_NUM_THREADS" not in os.environ:  # a caller who set it (parallel runs) keeps its choice
+        torch.set_num_threads(max(1, os.cpu_count() or 1))
     checkpoint = run_training(examples, cfg, log=click.echo)
     checkpoint["training_data"] = [
         {"dataset": parse_dataset_spec(d)[0], "kinds": parse_dataset_spec(d)[1], "split": "train", "labels": kind}
