@@ -36,11 +36,12 @@ def decode_locations(score: np.ndarray, offsets: np.ndarray, stride: int, thresh
         return np.zeros((0, 2)), np.zeros(0, np.float32)
     centre = rc * stride + (stride - 1) / 2.0
     yx = centre + np.asarray(offsets, np.float64)[:, rc[:, 0], rc[:, 1]].T
-    keep = []
+    order = np.argsort(-values, kind="stable")
+    yx, values = yx[order], values[order]
+    kept = np.zeros(len(yx), bool)
     for k in range(len(yx)):  # greedy, strongest first
-        if all(np.hypot(*(yx[k] - yx[j])) >= min_distance for j in keep):
-            keep.append(k)
-    return yx[keep], values[keep].astype(np.float32)
+        kept[k] = not np.any(np.hypot(*(yx[kept] - yx[k]).T) < min_distance)
+    return yx[kept], values[kept].astype(np.float32)
 
 
 def window_origins(yx: np.ndarray, size: int) -> np.ndarray:
