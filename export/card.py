@@ -21,6 +21,8 @@ METHOD_TEXT = {
                    "(Li, Dey, Bermond, von der Emde, Curcio, Ach, Gerig)"),
     "canonical_shape": ("Explainable weakly-supervised nuclei segmentation by canonical shape learning and "
                         "transformation (Costa, Gaudio, Campilho, Cardoso)"),
+    "point2mask": ("Point2Mask: a weakly supervised approach for cell segmentation using point annotation "
+                   "(Khalid, Schmeisser, Koochali, Munir, Edlund, Jackson, Trygg, Sjögren, Dengel, Ahmed)"),
 }
 
 

@@ -77,6 +77,11 @@ def export(checkpoint, out_dir, name, description, samples, sample_source, sampl
         images = [read_image(p) for p in samples]
         probe = (normalize_percentile(to_channels_first(images[0], in_ch))[None] if images
                  else np.random.default_rng(0).random((1, in_ch, 96, 128), dtype=np.float32))
+        # as the runtime feeds the network: reflect-padded to multiples of the tiling's multiple
+        m = TILING["multiple"]
+        pad = (-probe.shape[2] % m, -probe.shape[3] % m)
+        if any(pad) and min(probe.shape[2:]) > max(pad):
+            probe = np.pad(probe, ((0, 0), (0, 0), (0, pad[0]), (0, pad[1])), mode="reflect")
         try:
             parity = check_parity(module, work / "model.onnx", probe, atol)
             graphs = export_extra_graphs(ckpt, work, probe, atol)

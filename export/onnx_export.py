@@ -35,6 +35,10 @@ def export_module(checkpoint: dict) -> tuple[torch.nn.Module, list[dict]]:
              "description": "(dy, dx) network px from each grid cell's centre to the location"},
             {"name": "features", "axes": "bcyx", "stride": 1,
              "description": "high-resolution features the instance graph reads around each location"}]
+    if checkpoint["method"] == "point2mask":
+        from cellpoint.training.methods.point2mask import detector_outputs
+        from cellpoint.training.train_point2mask import export_modules
+        return export_modules(checkpoint)[0], detector_outputs()
     if checkpoint["method"] == "canonical_shape":
         from cellpoint.training.methods.canonical_shape import OUTPUTS, ExportEncoder
         from cellpoint.training.train_shape import build_shape_network
@@ -50,8 +54,10 @@ def export_network(checkpoint: dict, path: Path) -> tuple[torch.nn.Module, list[
     module, outputs = export_module(checkpoint)
     dummy = torch.zeros(1, checkpoint["model"]["in_channels"], 64, 64)
     dynamic = {INPUT_NAME: {0: "batch", 2: "height", 3: "width"}}
-    for o in outputs:
-        suffix = "" if o.get("stride", 1) == 1 else "_grid"
+    grid_strides = {o.get("stride", 1) for o in outputs} - {1}
+    for o in outputs:  # grids of different strides (a detector's pyramid levels) get their own axis names
+        s = o.get("stride", 1)
+        suffix = "" if s == 1 else "_grid" if len(grid_strides) == 1 else f"_grid{s}"
         dynamic[o["name"]] = {0: "batch", 2: "height" + suffix, 3: "width" + suffix}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -81,9 +87,13 @@ def export_extra_graphs(checkpoint: dict, folder: Path, probe: np.ndarray, atol:
 
     WSISPDR: guided_backprop.onnx, inputs image (B,C,H,W) and regions (K,1,H,W) (B = 1 or K), output
     contributions (K,C,H,W). LACSS: instances.onnx, inputs windows (N,F,P,P) and encoding (N,2,P,P),
-    output masks (N,1,P,P). Returns the card's "graphs" entry {role: {file, sha256, parity_max_rel_diff}}."""
+    output masks (N,1,P,P). Point2Mask: masks.onnx, inputs features (1,F,h,w) (stride 4) and boxes (N,4)
+    x0, y0, x1, y1 network px, output masks (N,1,M,M) over each box. Returns the card's "graphs" entry
+    {role: {file, sha256, parity_max_rel_diff}}."""
     if checkpoint["method"] == "wsispdr":
         return {"contributions": _export_guided_backprop(checkpoint, folder, probe, atol)}
+    if checkpoint["method"] == "point2mask":
+        return {"masks": _export_box_masks(checkpoint, folder, probe, atol)}
     if checkpoint["method"] == "lacss":
         return {"instances": _export_instances(checkpoint, folder, atol)}
     return {}
@@ -138,3 +148,23 @@ def _export_instances(checkpoint: dict, folder: Path, atol: float) -> dict:
     dynamic = {"windows": {0: "cells"}, "encoding": {0: "cells"}, "masks": {0: "cells"}}
     return _export_graph(module, {"windows": torch.from_numpy(windows), "encoding": torch.from_numpy(encoding)},
                          "masks", dynamic, folder / "instances.onnx", atol)
+
+
+def _export_box_masks(checkpoint: dict, folder: Path, probe: np.ndarray, atol: float) -> dict:
+    """Point2Mask's mask graph: RoIAlign (grid_sample) + mask head, for a dynamic number of boxes. Parity
+    on the probe's own stride-4 features and boxes of several sizes, one partly outside the image."""
+    from cellpoint.training.methods.point2mask import MASK_INPUTS, MASK_OUTPUT, MULTIPLE
+    from cellpoint.training.train_point2mask import export_modules
+    detector, module = export_modules(checkpoint)
+    h, w = (max(probe.shape[2] // MULTIPLE, 1) * MULTIPLE, max(probe.shape[3] // MULTIPLE, 1) * MULTIPLE)
+    image = np.zeros((1, probe.shape[1], h, w), np.float32)
+    part = probe[:1, :, :h, :w]
+    image[:, :, :part.shape[2], :part.shape[3]] = part
+    with torch.no_grad():
+        features = detector(torch.from_numpy(image))[-1].contiguous()
+    boxes = torch.tensor([[0.25 * w, 0.2 * h, 0.6 * w, 0.7 * h], [3.5, 5.0, 20.0, 14.5],
+                          [w - 12.0, h - 9.0, w + 6.0, h + 3.5]], dtype=torch.float32)
+    dynamic = {MASK_INPUTS[0]: {2: "height_grid4", 3: "width_grid4"}, MASK_INPUTS[1]: {0: "cells"},
+               MASK_OUTPUT: {0: "cells"}}
+    return _export_graph(module, dict(zip(MASK_INPUTS, (features, boxes))), MASK_OUTPUT, dynamic,
+                         folder / "masks.onnx", atol)

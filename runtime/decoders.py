@@ -6,11 +6,13 @@ Every decoder returns (labels uint32 (H,W), score map float32 (H,W), extra insta
 `detection_response` (card "decode_at": "network") as decoder(maps, params, contributions_fn, image) at
 the network's scale, with a callable that runs the package's guided-backpropagation graph, and
 `location_masks` (LACSS, also "decode_at": "network") as decoder(maps, params, run_instances) with a
-callable that runs the package's per-location instance graph."""
+callable that runs the package's per-location instance graph, and `box_masks` (Point2Mask, "decode_at":
+"network") as decoder(maps, params, run_masks, shape) with a callable that runs the package's mask graph."""
 from __future__ import annotations
 
 import numpy as np
 
+from cellpoint.runtime.box_masks import decode_box_masks
 from cellpoint.runtime.canonical_shape import decode_canonical_shape
 from cellpoint.runtime.detection_response import decode_detection_response
 from cellpoint.runtime.location_masks import decode_location_masks
@@ -37,4 +39,5 @@ def decode_maps_and_seeds(maps: dict[str, np.ndarray], params: dict, pixel_scale
 
 
 DECODERS = {"maps_and_seeds": decode_maps_and_seeds, "canonical_shape": decode_canonical_shape,
-            "detection_response": decode_detection_response, "location_masks": decode_location_masks}
+            "detection_response": decode_detection_response, "location_masks": decode_location_masks,
+            "box_masks": decode_box_masks}

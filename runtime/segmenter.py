@@ -156,7 +156,7 @@ class Segmenter:
 
     def _segment_at_network_scale(self, image, diameter, channels):
         """Decoders that need the network input or a further graph (WSISPDR: guided backpropagation;
-        LACSS: the per-location instance graph) decode at the network's scale; the labels are then
+        LACSS: the per-location instance graph; Point2Mask: the mask graph over boxes) decode at the network's scale; the labels are then
         resized to the image (nearest) and location columns converted to image px."""
         x, scale = self.network_input(image, diameter, channels)
         outputs = self._predict(x)
@@ -170,6 +170,12 @@ class Segmenter:
                 {"score": outputs["score"][0], "offsets": outputs["offsets"], "features": outputs["features"]},
                 params, run_instances)
             columns = {k: v / scale if k in ("location_y", "location_x") else v for k, v in columns.items()}
+        elif params["name"] == "box_masks":
+            session = self._graph("masks")
+
+            def run_masks(features, boxes):
+                return session.run(["masks"], {"features": features, "boxes": boxes})[0]
+            labels, score, columns = self.decoder(outputs, params, run_masks, x.shape[1:])
         else:
             session = self._graph("contributions")
 

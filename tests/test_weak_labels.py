@@ -107,3 +107,15 @@ def test_annotation_hours_point2mask_model():
 def test_rejects_non_integer_labels():
     with pytest.raises(ValueError, match="integers"):
         points_from_labels(np.zeros((4, 4), np.float32))
+
+
+def test_seconds_per_cell_is_the_paper_table_1():
+    from cellpoint.training.weak_labels import seconds_per_cell
+    table = {1: 7.9, 2: 8.8, 4: 10.6, 6: 12.4, 8: 14.2, 10: 16.0}        # Point2Mask, Table 1
+    for n, seconds in table.items():
+        assert seconds_per_cell("box-points", n) == pytest.approx(seconds)
+    assert seconds_per_cell("full") == seconds_per_cell("mask") == 46.0
+    assert 46.0 / seconds_per_cell("box-points", 6) == pytest.approx(3.71, abs=0.01)   # "3.71x faster"
+    assert annotation_hours("full", 7200) == pytest.approx(92.0)
+    with pytest.raises(ValueError):
+        seconds_per_cell("box-points", -1)

@@ -148,6 +148,65 @@ def _lacss_jobs(datasets, images_dir, points_dir, fg_dir, masks_dir, cfg, seed, 
     return jobs
 
 
+def _prepare_point2mask_one(job):
+    """Worker: one image with a box + N clicks per cell (points mode) or its masks (full) at the canonical
+    scale. Shared data: boxes and clicks derived from the masks exactly as `cellpoint labels --kind
+    box-points` derives them (generator seeded by (seed, crc32(stem))); user data: the image's
+    `<stem>_boxpoints.json` or its label image."""
+    import json
+    import zlib
+    from cellpoint.training.train_point2mask import box_points_arrays, prepare_point2mask_example
+    from cellpoint.training.weak_labels import box_points_from_labels
+    from cellpoint.training.datasets import load_sample
+    from cellpoint.runtime.image_io import read_image
+    from cellpoint.training.annotations import read_label_image
+    kind, item, cfg, seed, stem, cell_diameter = job
+    labels = None
+    if kind == "shared":
+        image, labels = load_sample(item)
+        rng = np.random.default_rng([seed, zlib.crc32(stem.encode())])
+        cells = box_points_from_labels(labels, cfg.n_points, rng)
+    else:
+        image_path, boxpoints_path, labels_path = item
+        image = read_image(image_path)
+        if labels_path:
+            labels = read_label_image(labels_path)
+            cells = box_points_from_labels(labels, 1, np.random.default_rng(0))  # boxes and ids only
+        else:
+            cells = json.loads(Path(boxpoints_path).read_text())["cells"]
+    image = image.mean(-1) if image.ndim == 3 else image
+    boxes, points, point_labels, ids = box_points_arrays(cells)
+    return prepare_point2mask_example(image.astype(np.float32), boxes, points, point_labels,
+                                      labels if cfg.mode == "full" else None, cell_diameter, cfg, ids)
+
+
+def _point2mask_jobs(datasets, images_dir, points_dir, masks_dir, cfg, seed, cell_diameter) -> list:
+    """Jobs for `_prepare_point2mask_one` from shared data sets (train split) and/or a user's folders
+    (`<stem>_boxpoints.json` in points_dir, or label images `<stem>*` in masks_dir for full mode)."""
+    from cellpoint.training.datasets import list_samples
+    from cellpoint.training.labels_cli import _unique_stems
+    jobs = []
+    for spec in datasets:
+        name, kinds = parse_dataset_spec(spec)
+        samples = list_samples(name, "train", kinds)
+        stems = _unique_stems([s.file_name for s in samples])
+        jobs += [("shared", s, cfg, seed, stem, cell_diameter) for s, stem in zip(samples, stems)]
+    if images_dir:
+        for image in sorted(p for p in Path(images_dir).iterdir() if p.suffix.lower() in
+                            {".tif", ".tiff", ".png", ".jpg", ".jpeg"}):
+            if cfg.mode == "full":
+                lab = next((p for p in Path(masks_dir).glob(f"{image.stem}*") if p.is_file()), None)
+                item, missing = (image, None, lab), None if lab else f"a label image {image.stem}* in {masks_dir}"
+            else:
+                box = Path(points_dir) / f"{image.stem}_boxpoints.json"
+                item, missing = (image, box, None), None if box.exists() else str(box)
+            if missing:
+                click.echo(f"skipped {image.name}: missing {missing}", err=True)
+                continue
+            jobs.append(("user", item, cfg, seed, image.stem, cell_diameter))
+    return jobs
+
+
 def collect_jobs(datasets, images_dir, points_dir, masks_dir, cfg, w_by_set: dict, w_default: float):
     """→ list of (job, objectness w) for the worker, from shared data sets and/or user folders."""
     from dataclasses import replace
@@ -193,17 +252,23 @@ def _prepare_all(worker, jobs: list, workers: int) -> list:
 @click.option("--images", "images_dir", type=click.Path(exists=True, file_okay=False),
               help="Your own folder of images (instead of or beside --dataset).")
 @click.option("--points", "points_dir", type=click.Path(exists=True, file_okay=False),
-              help="Folder of <stem>_points.csv click files for --images (as `cellpoint labels` writes).")
+              help="Folder of <stem>_points.csv click files for --images (as `cellpoint labels` writes); "
+              "point2mask: of <stem>_boxpoints.json files (`cellpoint labels --kind box-points`).")
 @click.option("--masks", "masks_dir", type=click.Path(exists=True, file_okay=False),
               help="Folder of label images <stem>*.tif/png for --images (full-mask mode).")
-@click.option("--method", type=click.Choice(["objectness", "canonical-shape", "wsispdr", "lacss"]),
+@click.option("--method", type=click.Choice(["objectness", "canonical-shape", "wsispdr", "lacss", "point2mask"]),
               default="objectness", show_default=True,
               help="objectness: from clicks (--labels points) or masks (--labels full); "
               "canonical-shape: from each image's foreground mask and cell counts (--masks or --dataset); "
               "wsispdr: from clicks (detection response + guided backpropagation + graph-cut); "
-              "lacss: from a foreground mask and one location per cell (--supervision weak) or masks (full).")
+              "lacss: from a foreground mask and one location per cell (--supervision weak) or masks (full); "
+              "point2mask: from a box and N clicks labelled cell/background per cell (weak) or masks (full).")
 @click.option("--supervision", type=click.Choice(["weak", "full"]), default="weak", show_default=True,
-              help="lacss only: weak = image foreground + locations; full = masks (the upper bound).")
+              help="lacss: weak = image foreground + locations; point2mask: weak = box + N clicks per cell; "
+              "full = masks (the upper bound).")
+@click.option("--points-per-cell", type=click.IntRange(min=1), default=6, show_default=True,
+              help="point2mask on shared data: clicks per cell, uniform in its box (edge included), labelled "
+              "1 on the cell's mask, else 0 (the paper's N = 1, 2, 4, 6, 8, 10).")
 @click.option("--aux/--no-aux", default=True, show_default=True,
               help="lacss only: train with the auxiliary low field-of-view boundary network.")
 @click.option("--foreground-source", type=click.Choice(["labels", "machine"]), default="labels", show_default=True,
@@ -212,7 +277,8 @@ def _prepare_all(worker, jobs: list, workers: int) -> list:
 @click.option("--foreground-masks", "fg_dir", type=click.Path(exists=True, file_okay=False),
               help="lacss with --images: folder of <stem>_foreground.png (as `cellpoint labels --foreground` writes).")
 @click.option("--cell-diameter", type=float, default=None,
-              help="wsispdr only: typical cell diameter (px) in --images [shared data sets: their median].")
+              help="wsispdr, lacss: typical cell diameter (px) in --images [shared data sets: their median]; "
+              "point2mask: in every training image [each image's own, estimated from its labels].")
 @click.option("--data-term", type=click.Choice(["intensity", "inverted", "texture"]), default="intensity",
               show_default=True, help="wsispdr only: what the runtime's graph-cut reads as 'cell': bright "
               "intensity (fluorescence), dark intensity, or local texture (phase contrast).")
@@ -222,11 +288,12 @@ def _prepare_all(worker, jobs: list, workers: int) -> list:
               help="canonical-shape only: α of the count loss L_cnt (0 switches it off).")
 @click.option("--out", required=True, type=click.Path(dir_okay=False), help="Checkpoint file to write.")
 @click.option("--steps", default=2500, show_default=True)
-@click.option("--batch", default=None, type=int, help="Crops per step [objectness 8, canonical-shape 16].")
+@click.option("--batch", default=None, type=int, help="Crops per step [objectness 8, canonical-shape 16, point2mask 6].")
 @click.option("--lr", default=None, type=float,
               help="Learning rate [objectness 1e-3 (Adam), canonical-shape 1e-3 (Adam, one-cycle maximum)].")
 @click.option("--diameter", type=float, default=None,
-              help="Canonical cell diameter (px) the network sees [objectness, canonical-shape 24; wsispdr 32].")
+              help="Canonical cell diameter (px) the network sees [objectness, canonical-shape 24; wsispdr, "
+              "point2mask 32].")
 @click.option("--placement", type=click.Choice(["centroid", "uniform", "nuclei-dog"]), default="centroid",
               show_default=True, help="Where derived clicks fall in each cell (shared data sets); nuclei-dog "
               "(wsispdr, lacss): no human label — one location per local maximum of a difference of Gaussians of "
@@ -236,10 +303,11 @@ def _prepare_all(worker, jobs: list, workers: int) -> list:
               help="Objectness decay w, for all images or for one data set (default: tuned per data set).")
 @click.option("--seed", default=0, show_default=True)
 @click.option("--workers", default=min(2, os.cpu_count() or 1), show_default=True)
-def train(datasets, images_dir, points_dir, masks_dir, method, supervision, aux, foreground_source, fg_dir,
-          cell_diameter, data_term, labels, count_weight, out, steps, batch, lr, diameter, placement, jitter,
+def train(datasets, images_dir, points_dir, masks_dir, method, supervision, points_per_cell, aux, foreground_source,
+          fg_dir, cell_diameter, data_term, labels, count_weight, out, steps, batch, lr, diameter, placement, jitter,
           objectness_w, seed, workers):
-    """Train a model (objectness from clicks, or canonical shape from foreground masks and counts) and
+    """Train a model (objectness, WSISPDR from clicks; canonical shape from foreground masks and counts;
+    LACSS from a foreground and locations; Point2Mask from a box and a few labelled clicks per cell) and
     write a checkpoint."""
     try:
         import torch
@@ -247,7 +315,19 @@ def train(datasets, images_dir, points_dir, masks_dir, method, supervision, aux,
         raise click.ClickException("this command needs PyTorch: pip install torch==2.13.0 'cellpoint[train]'")
     if not datasets and not images_dir:
         raise click.UsageError("give --dataset and/or --images")
-    if method == "lacss":
+    if method == "point2mask":
+        from cellpoint.training.train_point2mask import Point2MaskConfig, train_point2mask
+        if images_dir and supervision == "weak" and not points_dir:
+            raise click.UsageError("point2mask --supervision weak with --images needs --points (a folder of "
+                                   "<stem>_boxpoints.json, as `cellpoint labels --kind box-points` writes)")
+        if images_dir and supervision == "full" and not masks_dir:
+            raise click.UsageError("point2mask --supervision full with --images needs --masks")
+        cfg = Point2MaskConfig(mode="full" if supervision == "full" else "points", n_points=points_per_cell,
+                               steps=steps, batch=batch or Point2MaskConfig.batch, lr=lr or Point2MaskConfig.lr,
+                               seed=seed, diameter=diameter or Point2MaskConfig.diameter)
+        jobs = _point2mask_jobs(datasets, images_dir, points_dir, masks_dir, cfg, seed, cell_diameter)
+        worker, run_training = _prepare_point2mask_one, train_point2mask
+    elif method == "lacss":
         from cellpoint.training.train_lacss import LacssConfig, train_lacss
         if images_dir and not cell_diameter:
             raise click.UsageError("lacss with --images needs --cell-diameter")
@@ -318,7 +398,9 @@ def train(datasets, images_dir, points_dir, masks_dir, method, supervision, aux,
             "wsispdr": "machine-made locations" if placement == "nuclei-dog" else "points",
             "lacss": "full masks" if supervision == "full" else
             f"{'machine-made' if placement == 'nuclei-dog' else 'derived'} locations + "
-            f"{'machine-made' if foreground_source == 'machine' else 'derived'} foreground"}[method]
+            f"{'machine-made' if foreground_source == 'machine' else 'derived'} foreground",
+            "point2mask": "full masks" if supervision == "full" else
+            f"box + {points_per_cell} points" if datasets else "box + points"}[method]
     click.echo(f"preparing {len(jobs)} images ({method}, {kind}) ...")
     examples = _prepare_all(worker, jobs, workers)
     if "OMP_NUM_THREADS" not in os.environ:  # a caller who set it (parallel runs) keeps its choice
@@ -327,7 +409,8 @@ def train(datasets, images_dir, points_dir, masks_dir, method, supervision, aux,
     checkpoint["training_data"] = [
         {"dataset": parse_dataset_spec(d)[0], "kinds": parse_dataset_spec(d)[1], "split": "train", "labels": kind}
         for d in datasets
-    ] + ([{"folder": str(images_dir), "labels": kind}] if images_dir else [])
+    ] + ([{"folder": str(images_dir), "labels": kind if method != "point2mask" or supervision == "full"
+           else "box + points (the folder's files)"}] if images_dir else [])
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(out.name + ".tmp")

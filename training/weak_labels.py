@@ -136,18 +136,20 @@ def foreground_and_count(labels: np.ndarray) -> tuple[np.ndarray, int]:
     return np.asarray(labels) > 0, int(len(ids))
 
 
-def annotation_hours(kind: str, n_cells: int, n_points: int = 0) -> float:
-    """Estimated human annotation time in hours for n_cells cells, by Point2Mask's timing model.
+def seconds_per_cell(kind: str, n_points: int = 0) -> float:
+    """Human annotation time of one cell in seconds, by Point2Mask's timing model (the cost model that
+    `cellpoint labels` and the benchmarks share).
 
-    kind "mask": 46 s/cell (LIVECell full masks). "points": 1 s/cell (one click). "box-points": 7 s per box
-    + 0.9 s per point (n_points per cell). "foreground-locations" and "foreground-count": 0 -- these are
-    machine-made in the papers' setting (foreground by thresholding a fluorescence channel, locations or
-    count by nucleus detection on a DNA stain); if you make them by hand, budget them like "points".
-    """
-    if n_cells < 0 or n_points < 0:
-        raise ValueError(f"n_cells and n_points must be >= 0, got {n_cells}, {n_points}")
+    kind "mask" (or "full"): 46 s (LIVECell full masks). "points": 1 s (one click near the centre; the
+    paper's 0.9 s is for labelling a point already placed in a box). "box-points": 7 s per box + 0.9 s per
+    point (n_points per cell; 6 points = 12.4 s, Table 1). "foreground-locations" and "foreground-count":
+    0 -- machine-made in the papers' setting (foreground by thresholding a fluorescence channel, locations
+    or count by nucleus detection on a DNA stain); if you make them by hand, budget them like "points"."""
+    if n_points < 0:
+        raise ValueError(f"n_points must be >= 0, got {n_points}")
     per_cell = {
         "mask": MASK_SECONDS,
+        "full": MASK_SECONDS,
         "points": POINT_SECONDS,
         "box-points": BOX_SECONDS + BOX_POINT_SECONDS * n_points,
         "foreground-locations": 0.0,
@@ -155,4 +157,12 @@ def annotation_hours(kind: str, n_cells: int, n_points: int = 0) -> float:
     }
     if kind not in per_cell:
         raise ValueError(f"unknown annotation kind {kind!r}; expected one of {sorted(per_cell)}")
-    return per_cell[kind] * n_cells / 3600.0
+    return per_cell[kind]
+
+
+def annotation_hours(kind: str, n_cells: int, n_points: int = 0) -> float:
+    """Estimated human annotation time in hours for n_cells cells: n_cells × `seconds_per_cell(kind,
+    n_points)` / 3600."""
+    if n_cells < 0:
+        raise ValueError(f"n_cells must be >= 0, got {n_cells}")
+    return seconds_per_cell(kind, n_points) * n_cells / 3600.0

@@ -61,6 +61,7 @@ class LossParams:
 class DecodeParams:
     """Inference limits and thresholds, for the card (never constants in code)."""
     score_threshold: float = 0.3
+    peak_radius: int = 1             # a location proposes only as the maximum of its (2r+1)² neighbours
     nms_iou: float = 0.5
     max_proposals: int = 6000        # highest-scoring locations kept before NMS (over all levels)
     max_detections: int = 3000       # LIVECell has up to ~3,000 cells in one image
@@ -470,7 +471,7 @@ def decoder_params(cfg) -> dict:
     return {"name": "box_masks", "decode_at": "network", "strides": list(STRIDES),
             "size_ranges": [list(map(float, r)) for r in cfg.size_ranges], "feature_stride": FEATURE_STRIDE,
             "roi_size": int(cfg.roi_size), "mask_size": 2 * int(cfg.roi_size),
-            "score_threshold": d.score_threshold, "nms_iou": d.nms_iou, "max_proposals": d.max_proposals,
+            "score_threshold": d.score_threshold, "peak_radius": d.peak_radius, "nms_iou": d.nms_iou, "max_proposals": d.max_proposals,
             "max_detections": d.max_detections, "mask_threshold": d.mask_threshold, "min_area": d.min_area,
             "batch": d.batch}
 
@@ -504,7 +505,8 @@ def nms(boxes: torch.Tensor, scores: torch.Tensor, iou: float, limit: int) -> to
 def detect(levels, params: DecodeParams = DecodeParams()) -> tuple[torch.Tensor, torch.Tensor]:
     """A reference decoding of image 0's detector outputs (probabilities, as ExportDetector returns them)
     → (boxes (D,4) network px, scores (D,)), strongest first: score threshold, the top max_proposals,
-    NMS, at most max_detections. The runtime has its own numpy version; this one checks training."""
+    NMS, at most max_detections. The runtime has its own numpy version (runtime/box_masks.py, which also
+    keeps only each level's local maxima, `peak_radius`); this one checks training."""
     scores, dists = flatten_levels(levels)
     locs, _, _ = all_locations(levels, DEFAULT_SIZE_RANGES)   # (the ranges play no part in decoding)
     s, d = scores[0], dists[0]
