@@ -11,21 +11,11 @@ images). "mAP vs reference" divides each row's mAP by the --reference package's 
 from __future__ import annotations
 
 import argparse
-import json
-import math
-import time
-from pathlib import Path
 
-from cellpoint.runtime import Segmenter
-from cellpoint.training.datasets import parse_dataset_spec
-from cellpoint.training.validate import dataset_diameter, evaluate_segmenter
+from compare import measure, write_table
 
 COLUMNS = [("AP50", "AP50"), ("AP75", "AP75"), ("AP", "mAP"), ("fnr_50", "FNR@0.5"), ("afnr", "AFNR"),
            ("f1_50", "F1@0.5"), ("mean_dice", "mean Dice"), ("seconds_per_image", "s / image")]
-
-
-def fmt(v) -> str:
-    return "–" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.3f}"
 
 
 def main():
@@ -36,39 +26,15 @@ def main():
     parser.add_argument("--name", default="lacss")
     parser.add_argument("--out", default="benchmarks/results")
     args = parser.parse_args()
-    results = {}
-    for spec in args.dataset:
-        name, kinds = parse_dataset_spec(spec)
-        diameter = round(dataset_diameter(name, kinds), 1)
-        for entry in args.package:
-            label, _, folder = entry.partition("=")
-            start = time.perf_counter()
-            m = evaluate_segmenter(Segmenter(folder, device="cpu"), name, kinds, "val", diameter)
-            m = {k: v for k, v in m.items() if not isinstance(v, dict)}
-            m["seconds_per_image"] = (time.perf_counter() - start) / max(1, m["n_images"])
-            results.setdefault(spec, {})[label] = m
-            print(spec, label, {k: fmt(m.get(k)) for k, _ in COLUMNS}, flush=True)
-    lines = [f"# LACSS accuracy: {args.name}", "",
-             "Val splits, segmented by each package with the runtime (onnxruntime: location proposals and "
-             "features, then the per-location instance graph). pycocotools at LIVECell's settings; FNR with "
-             "one-to-one matching (AFNR: mean over IoU 0.50:0.95). Command:", "",
-             "```", f"python benchmarks/lacss.py --name {args.name}"
-             + (f' --reference "{args.reference}"' if args.reference else "") + " "
-             + " ".join(f'--package "{p}"' for p in args.package) + " "
-             + " ".join(f"--dataset {d}" for d in args.dataset), "```", "",
-             "| data set (val) | training labels | diameter px | " + " | ".join(c[1] for c in COLUMNS)
-             + " | mAP vs reference |", "|---|---|---|" + "---|" * (len(COLUMNS) + 1)]
-    for spec, by_label in results.items():
-        ref = by_label.get(args.reference, {}).get("AP") if args.reference else None
-        for label, m in by_label.items():
-            ratio = m["AP"] / ref if ref else float("nan")
-            lines.append(f"| {spec} | {label} | {m['diameter_px']} | "
-                         + " | ".join(fmt(m.get(k)) for k, _ in COLUMNS) + f" | {fmt(ratio)} |")
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / f"lacss_{args.name}.md").write_text("\n".join(lines) + "\n")
-    (out / f"lacss_{args.name}.json").write_text(json.dumps(results, indent=1))
-    print(f"wrote {out / f'lacss_{args.name}.md'}")
+    command = (f"python benchmarks/lacss.py --name {args.name}"
+               + (f' --reference "{args.reference}"' if args.reference else "") + " "
+               + " ".join(f'--package "{p}"' for p in args.package) + " "
+               + " ".join(f"--dataset {d}" for d in args.dataset))
+    preamble = ("Val splits, segmented by each package with the runtime (onnxruntime: location proposals and "
+                "features, then the per-location instance graph). pycocotools at LIVECell's settings; FNR with "
+                "one-to-one matching (AFNR: mean over IoU 0.50:0.95). Command:")
+    write_table(args.out, f"lacss_{args.name}", f"LACSS accuracy: {args.name}", preamble, command, COLUMNS,
+                measure(args.package, args.dataset), args.reference)
 
 
 if __name__ == "__main__":
