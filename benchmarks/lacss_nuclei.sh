@@ -3,6 +3,7 @@
 # trainings run two at a time, one thread each). Run from the repository root with the train extra
 # installed and ../shared/data present.
 set -euo pipefail
+source benchmarks/tuned_threshold.sh
 mkdir -p runs
 N="--dataset dsb2018_bbbc038:gray_dark --dataset coelho2009_u2os_nih3t3 --steps 1500"
 EVAL=(--eval dsb2018_bbbc038:gray_dark --eval coelho2009_u2os_nih3t3)
@@ -19,16 +20,11 @@ cellpoint train --method lacss $N --no-aux --out runs/lacss_weak_noaux.pt &
 wait
 unset OMP_NUM_THREADS
 # each package's location score threshold is chosen on the train split (val stays for reporting)
-tuned() {  # tuned CHECKPOINT NAME -> prints the best score_threshold
-  cellpoint export "$1" --out "runs/$2-untuned" > /dev/null
-  python benchmarks/tune_decoder.py --package "runs/$2-untuned" --name "$2" --param score_threshold \
-    --threshold 0.1 0.2 0.3 0.5 | sed -n 's/^best threshold \([0-9.]*\);.*/\1/p'
-}
 for m in full weak weak_noaux; do
-  t=$(tuned runs/lacss_$m.pt lacss-$m)
+  t=$(tuned_threshold runs/lacss_$m.pt lacss-$m score_threshold "0.1 0.2 0.3 0.5")
   cellpoint export runs/lacss_$m.pt --out runs/lacss-$m --decoder-param score_threshold="$t"
 done
-t=$(tuned runs/lacss_free.pt lacss-nuclei)
+t=$(tuned_threshold runs/lacss_free.pt lacss-nuclei score_threshold "0.1 0.2 0.3 0.5")
 cellpoint export runs/lacss_free.pt --out model_cards/lacss-nuclei --decoder-param score_threshold="$t" \
   --description "Fluorescence nuclei, trained with no human label: machine-made locations and foreground (LACSS)." \
   --sample "$S1" --sample-source "DSB 2018 / BBBC038 stage1_train (val split image 28)" \

@@ -34,3 +34,19 @@ def test_foreground_candidates_are_nested_and_the_automatic_pick_fits_the_nuclei
     pick = masks[choose_foreground(image, masks)]
     iou = (pick & truth).sum() / (pick | truth).sum()
     assert iou > 0.8, iou
+
+
+def test_location_consistency_prefers_the_candidate_that_holds_every_nucleus_and_no_extra_blob():
+    from cellpoint.training.machine_labels import choose_foreground, location_consistency
+    nuclei = np.zeros((64, 96), bool)
+    nuclei[10:20, 10:20] = nuclei[40:50, 60:70] = True            # two nuclei with a location each
+    xy = np.array([[15.0, 15.0], [65.0, 45.0]])
+    too_high = nuclei.copy()
+    too_high[40:50, 60:70] = False                                 # drops the dim nucleus
+    too_low = nuclei.copy()
+    too_low[50:64, 0:40] = True                                    # adds a background blob
+    assert location_consistency(nuclei, xy) == 1.0
+    assert location_consistency(too_high, xy) < 1.0 and location_consistency(too_low, xy) < 1.0
+    candidates = np.stack([too_low, nuclei, too_high])
+    assert choose_foreground(np.zeros((64, 96), np.float32), candidates, xy) == 1
+    assert location_consistency(nuclei, np.zeros((0, 2))) == 0.0

@@ -117,7 +117,9 @@ def _write_one(kind: str, labels: np.ndarray, out: Path, name: str, params: dict
 @click.option("--foreground-channel", type=int, default=None, help="--foreground: channel index [gray image].")
 @click.option("--foreground-choice", type=click.Choice(["auto", "1", "2", "3", "4", "5"]), default="auto",
               show_default=True, help="--foreground: which of the five becomes STEM_foreground.png; auto = "
-              "the one whose outline lies on the strongest image edges.")
+              "with --from-nuclei the one that agrees best with the nucleus locations (each location on the "
+              "foreground, each foreground blob holding one), else the one whose outline lies on the "
+              "strongest image edges.")
 def labels(coco_path, label_dir, out_dir, kind, placement, jitter, n_points, seed, split_path, subset,
            images_dir, from_nuclei, nuclear_channel, nucleus_diameter, foreground, foreground_channel,
            foreground_choice):
@@ -206,6 +208,7 @@ def _machine_labels(images_dir: Path, out_dir: Path, from_nuclei: bool, nuclear_
         try:
             image = read_image(path)
             entry = {"file_name": path.name, "stem": path.stem, "files": []}
+            xy = None
             if from_nuclei:
                 xy = nuclei_locations(_channel(image, nuclear_channel, path), 4.2 * scale, 5.0 * scale)
                 write_points_csv(out_dir / f"{path.stem}_points.csv", xy)
@@ -217,7 +220,7 @@ def _machine_labels(images_dir: Path, out_dir: Path, from_nuclei: bool, nuclear_
                 masks, levels = foreground_candidates(plane)
                 for i, mask in enumerate(masks, 1):
                     write_png(out_dir / f"{path.stem}_foreground_{i}.png", mask.astype(np.uint8) * 255)
-                pick = choose_foreground(plane, masks) if foreground_choice == "auto" else int(foreground_choice) - 1
+                pick = choose_foreground(plane, masks, xy) if foreground_choice == "auto" else int(foreground_choice) - 1
                 write_png(out_dir / f"{path.stem}_foreground.png", masks[pick].astype(np.uint8) * 255)
                 entry["files"] += [f"{path.stem}_foreground.png"] + [f"{path.stem}_foreground_{i}.png" for i in range(1, 6)]
                 entry["foreground_choice"] = pick + 1

@@ -105,7 +105,7 @@ def _prepare_lacss_one(job):
         if fg_source == "machine":
             from cellpoint.training.machine_labels import choose_foreground, foreground_candidates
             masks, _ = foreground_candidates(image)
-            foreground = masks[choose_foreground(image, masks)]
+            foreground = masks[choose_foreground(image, masks, xy if placement == "nuclei-dog" else None)]
         else:
             foreground = labels > 0
     else:

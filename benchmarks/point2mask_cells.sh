@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# Reproduce the bundled point2mask-cells-phase package and the Point2Mask table on usiigaci (full masks
+# and box + N = 1, 2, 4, 6, 8, 10 clicks; about 40 minutes on 2 cores, trainings two at a time). Run from
+# the repository root with the train extra installed and ../shared/data present.
+set -euo pipefail
+source benchmarks/tuned_threshold.sh
+mkdir -p runs
+U=../shared/data/usiigaci_phase_contrast
+T="--method point2mask --dataset usiigaci_phase_contrast --steps 3000"
+export OMP_NUM_THREADS=1
+cellpoint train $T --supervision full --out runs/p2m_usiigaci_full.pt &
+cellpoint train $T --points-per-cell 6 --out runs/p2m_usiigaci_p6.pt &
+wait
+for pair in "1 2" "4 8" "10"; do
+  for n in $pair; do cellpoint train $T --points-per-cell "$n" --out "runs/p2m_usiigaci_p$n.pt" & done
+  wait
+done
+unset OMP_NUM_THREADS
+# each package's score threshold is chosen on the train split
+for run in full p1 p2 p4 p8 p10; do
+  t=$(tuned_threshold "runs/p2m_usiigaci_$run.pt" "p2m-usiigaci-$run" score_threshold "0.2 0.3 0.5 0.7" --dataset usiigaci_phase_contrast)
+  cellpoint export "runs/p2m_usiigaci_$run.pt" --out "runs/p2m-usiigaci-$run" --decoder-param score_threshold="$t"
+done
+python -c "import tifffile; from cellpoint.runtime.image_io import read_image; \
+tifffile.imwrite('runs/usiigaci_val3_crop.tif', read_image('$U/train/set6/raw.tif')[256:768, 256:768])"
+t=$(tuned_threshold runs/p2m_usiigaci_p6.pt point2mask-cells-phase score_threshold "0.2 0.3 0.5 0.7" --dataset usiigaci_phase_contrast)
+cellpoint export runs/p2m_usiigaci_p6.pt --out model_cards/point2mask-cells-phase --decoder-param score_threshold="$t" \
+  --description "Phase-contrast whole cells, trained from a box and six labelled clicks per cell (Point2Mask)." \
+  --sample runs/usiigaci_val3_crop.tif \
+  --sample-source "Usiigaci (OIST), shared val split image 3 (train/set6/raw.tif), crop rows and columns 256:768" \
+  --sample-licence "MIT (Usiigaci)" --notes benchmarks/notes/point2mask-cells-phase.md --eval usiigaci_phase_contrast
+python benchmarks/point2mask.py --name usiigaci --reference "full masks" \
+  --package "full masks=runs/p2m-usiigaci-full" --package "box + 1 point=runs/p2m-usiigaci-p1" \
+  --package "box + 2 points=runs/p2m-usiigaci-p2" --package "box + 4 points=runs/p2m-usiigaci-p4" \
+  --package "box + 6 points=model_cards/point2mask-cells-phase" --package "box + 8 points=runs/p2m-usiigaci-p8" \
+  --package "box + 10 points=runs/p2m-usiigaci-p10" --dataset usiigaci_phase_contrast
+python benchmarks/speed.py --package model_cards/point2mask-cells-phase --repeats 3
