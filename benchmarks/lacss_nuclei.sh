@@ -19,13 +19,19 @@ cellpoint train --method lacss $N --out runs/lacss_weak.pt &
 cellpoint train --method lacss $N --no-aux --out runs/lacss_weak_noaux.pt &
 wait
 unset OMP_NUM_THREADS
-# each package's location score threshold is chosen on the train split (val stays for reporting)
+# each package's location score threshold, then its mask threshold, chosen on the train split
+choose() {  # choose CHECKPOINT NAME -> "score_threshold=S mask_threshold=M"
+  local s m
+  s=$(tuned_threshold "$1" "$2" score_threshold "0.1 0.2 0.3 0.5")
+  m=$(tuned_threshold "$1" "$2-mask" mask_threshold "0.5 0.6 0.7 0.8" --set score_threshold="$s")
+  echo "score_threshold=$s mask_threshold=$m"
+}
 for m in full weak weak_noaux; do
-  t=$(tuned_threshold runs/lacss_$m.pt lacss-$m score_threshold "0.1 0.2 0.3 0.5")
-  cellpoint export runs/lacss_$m.pt --out runs/lacss-$m --decoder-param score_threshold="$t"
+  read -r s k <<< "$(choose runs/lacss_$m.pt lacss-$m)"
+  cellpoint export runs/lacss_$m.pt --out runs/lacss-$m --decoder-param "$s" --decoder-param "$k"
 done
-t=$(tuned_threshold runs/lacss_free.pt lacss-nuclei score_threshold "0.1 0.2 0.3 0.5")
-cellpoint export runs/lacss_free.pt --out model_cards/lacss-nuclei --decoder-param score_threshold="$t" \
+read -r s k <<< "$(choose runs/lacss_free.pt lacss-nuclei)"
+cellpoint export runs/lacss_free.pt --out model_cards/lacss-nuclei --decoder-param "$s" --decoder-param "$k" \
   --description "Fluorescence nuclei, trained with no human label: machine-made locations and foreground (LACSS)." \
   --sample "$S1" --sample-source "DSB 2018 / BBBC038 stage1_train (val split image 28)" \
   --sample-licence "CC0 1.0" --notes benchmarks/notes/lacss-nuclei.md "${EVAL[@]}"

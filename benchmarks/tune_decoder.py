@@ -11,6 +11,7 @@ benchmarks/results/tune_decoder_<name>.md."""
 from __future__ import annotations
 
 import argparse
+import json
 from pathlib import Path
 
 import numpy as np
@@ -28,12 +29,18 @@ def main():
     parser.add_argument("--threshold", type=float, nargs="+", required=True, help="values to try")
     parser.add_argument("--dataset", action="append",
                         default=None, help="NAME[:KIND] (default: the two fluorescence nuclei sets)")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="hold another decoder parameter at VALUE while tuning (e.g. one chosen before)")
     args = parser.parse_args()
     sets = args.dataset or ["dsb2018_bbbc038:gray_dark", "coelho2009_u2os_nih3t3"]
     seg = Segmenter(args.package, device="cpu")
+    for item in args.set:
+        key, _, value = item.partition("=")
+        seg.decoder_params = dict(seg.decoder_params, **{key: json.loads(value)})
     lines = [f"# Decoder parameter `{args.param}` of {args.name}, chosen on the train split", "",
              f"Command: `python benchmarks/tune_decoder.py --package <exported package> --name {args.name} "
-             f"--param {args.param} --threshold {' '.join(map(str, args.threshold))}`", "",
+             f"--param {args.param} --threshold {' '.join(map(str, args.threshold))}"
+             + "".join(f" --set {item}" for item in args.set) + "`", "",
              f"| {args.param} | " + " | ".join(f"{s} F1@0.5 | {s} AP" for s in sets) + " | mean F1@0.5 |",
              "|---|" + "---|---|" * len(sets) + "---|"]
     best = None
