@@ -6,8 +6,9 @@ On each data set's train split (the images the annotation-free models train on),
 human masks: the DoG nucleus locations (σ 4.2 and 5 px scaled by the data set's typical diameter / 14,
 as `cellpoint train --placement nuclei-dog` makes them) — precision = share of locations inside a mask
 that no earlier (stronger) location already took, recall = share of masks that received one; and the
-automatically chosen graph-cut foreground — its IoU with the masks' union, and the same for the best
-of the five candidates (what a person picking among them, as in the paper, could reach). Writes
+automatically chosen graph-cut foreground — its IoU with the masks' union, for the choice by agreement
+with the DoG locations (what training uses), by edge contrast (the fallback without locations), and for
+the best of the five candidates (what a person picking among them, as in the paper, could reach). Writes
 benchmarks/results/machine_labels.md."""
 from __future__ import annotations
 
@@ -41,24 +42,27 @@ def main():
     lines = ["# Machine-made labels vs the human masks (train splits)", "",
              "Command: `python benchmarks/machine_labels.py " + " ".join(f"--dataset {d}" for d in args.dataset)
              + "`", "", "| data set (train) | images | DoG locations: precision | recall | locations / masks | "
-             "foreground IoU (automatic choice) | foreground IoU (best of five) |", "|---|---|---|---|---|---|---|"]
+             "foreground IoU: automatic choice by the locations | by edge contrast | best of five |",
+             "|---|---|---|---|---|---|---|---|"]
     for spec in args.dataset:
         name, kinds = parse_dataset_spec(spec)
         f = dataset_diameter(name, kinds) / 14.0
         hits = found = masks = 0
-        auto, best = [], []
+        by_locations, by_edges, best = [], [], []
         samples = list_samples(name, "train", kinds)
         for sample in samples:
             image, labels = load_sample(sample)
             image = image.mean(-1) if image.ndim == 3 else image
-            h, n, m = location_scores(labels, nuclei_locations(image, 4.2 * f, 5.0 * f, 0.1))
+            xy = nuclei_locations(image, 4.2 * f, 5.0 * f, 0.1)
+            h, n, m = location_scores(labels, xy)
             hits, found, masks = hits + h, found + n, masks + m
             candidates, _ = foreground_candidates(image)
             truth = labels > 0
-            auto.append(iou(candidates[choose_foreground(image, candidates)], truth))
+            by_locations.append(iou(candidates[choose_foreground(image, candidates, xy)], truth))
+            by_edges.append(iou(candidates[choose_foreground(image, candidates)], truth))
             best.append(max(iou(c, truth) for c in candidates))
         lines.append(f"| {spec} | {len(samples)} | {hits / max(found, 1):.3f} | {hits / max(masks, 1):.3f} | "
-                     f"{found} / {masks} | {np.mean(auto):.3f} | {np.mean(best):.3f} |")
+                     f"{found} / {masks} | {np.mean(by_locations):.3f} | {np.mean(by_edges):.3f} | {np.mean(best):.3f} |")
         print(lines[-1], flush=True)
     lines += ["", "Foreground IoU: mean over images."]
     out = Path("benchmarks/results/machine_labels.md")
