@@ -95,8 +95,8 @@ def location_consistency(mask: np.ndarray, xy: np.ndarray) -> float:
 def choose_foreground(image: np.ndarray, masks: np.ndarray, locations: np.ndarray | None = None) -> int:
     """The automatic pick among candidate masks (K,H,W). With nucleus locations (float (K,2) x, y px,
     e.g. `nuclei_locations`): the candidate that agrees best with them (`location_consistency`; on the
-    DSB and Coelho train images it is within 0.03 IoU of the best of five, where the edge criterion
-    below falls 0.1–0.3 short, `benchmarks/results/machine_labels.md`). Without: the one whose outline
+    DSB and Coelho train images it is within 0.02–0.03 IoU of the best of five, where the edge criterion
+    below falls 0.08–0.2 short, `benchmarks/results/machine_labels.md`). Without: the one whose outline
     lies on the strongest image edges (`boundary_contrast`). Ties go to the lower threshold. Returns its
     index."""
     if locations is not None and len(locations):
