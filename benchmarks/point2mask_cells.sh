@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Reproduce the bundled point2mask-cells-phase package and the Point2Mask tables: usiigaci (full masks and
-# box + N = 1, 2, 4, 6, 8, 10 clicks), then LIVECell (full masks vs 6 clicks). About 1.2 hours on 2
+# box + N = 1, 2, 4, 6, 8, 10 clicks), then LIVECell and DSB (full masks vs 6 clicks). About 1.5 hours on 2
 # cores, trainings two at a time. Run from the repository root with the train extra installed and
 # ../shared/data present.
 set -euo pipefail
@@ -48,3 +48,14 @@ for run in full p6; do
 done
 python benchmarks/point2mask.py --name livecell --reference "full masks" \
   --package "full masks=runs/p2m-livecell-full" --package "box + 6 points=runs/p2m-livecell-p6" --dataset livecell
+# DSB nuclei: full masks vs box + 6 clicks
+D="--method point2mask --dataset dsb2018_bbbc038:gray_dark --steps 3000"
+cellpoint train $D --supervision full --out runs/p2m_dsb_full.pt &
+cellpoint train $D --points-per-cell 6 --out runs/p2m_dsb_p6.pt &
+wait
+for run in full p6; do
+  t=$(tuned_threshold "runs/p2m_dsb_$run.pt" "p2m-dsb-$run" score_threshold "0.2 0.3 0.5 0.7" --dataset dsb2018_bbbc038:gray_dark)
+  cellpoint export "runs/p2m_dsb_$run.pt" --out "runs/p2m-dsb-$run" --decoder-param score_threshold="$t"
+done
+python benchmarks/point2mask.py --name dsb --reference "full masks" \
+  --package "full masks=runs/p2m-dsb-full" --package "box + 6 points=runs/p2m-dsb-p6" --dataset dsb2018_bbbc038:gray_dark
