@@ -59,3 +59,15 @@ for run in full p6; do
 done
 python benchmarks/point2mask.py --name dsb --reference "full masks" \
   --package "full masks=runs/p2m-dsb-full" --package "box + 6 points=runs/p2m-dsb-p6" --dataset dsb2018_bbbc038:gray_dark
+# usiigaci, twice as long (6000 steps): full masks vs box + 6 clicks
+U6="--method point2mask --dataset usiigaci_phase_contrast --steps 6000"
+cellpoint train $U6 --supervision full --out runs/p2m_usiigaci_full_6k.pt &
+cellpoint train $U6 --points-per-cell 6 --out runs/p2m_usiigaci_p6_6k.pt &
+wait
+for run in full_6k p6_6k; do
+  t=$(tuned_threshold "runs/p2m_usiigaci_$run.pt" "p2m-usiigaci-$run" score_threshold "0.2 0.3 0.5 0.7" --dataset usiigaci_phase_contrast)
+  cellpoint export "runs/p2m_usiigaci_$run.pt" --out "runs/p2m-usiigaci-$run" --decoder-param score_threshold="$t"
+done
+python benchmarks/point2mask.py --name usiigaci-6000-steps --reference "full masks, 6000 steps" \
+  --package "full masks, 6000 steps=runs/p2m-usiigaci-full_6k" --package "box + 6 points, 6000 steps=runs/p2m-usiigaci-p6_6k" \
+  --dataset usiigaci_phase_contrast
