@@ -14,6 +14,7 @@ cellpoint train "${SETS[@]}" --labels full --steps 5000 --out runs/nuclei_full.p
 cellpoint export runs/nuclei_points.pt --out runs/objectness-nuclei-untuned
 python benchmarks/tune_decoder.py --package runs/objectness-nuclei-untuned --threshold 0.175 0.2 0.225 0.25
 cellpoint export runs/nuclei_points.pt --out model_cards/objectness-nuclei --decoder-param foreground_threshold=0.225 \
+  --refine-diameter \
   --description "Fluorescence nuclei, trained from one click per nucleus (objectness regularisation)." \
   --sample "$S1" --sample "$S2" --sample-source "DSB 2018 / BBBC038 stage1_train (val split images 28 and 53)" \
   --sample-licence "CC0 1.0" --notes benchmarks/notes/objectness-nuclei.md \

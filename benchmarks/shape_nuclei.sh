@@ -16,7 +16,7 @@ python benchmarks/tune_decoder.py --package runs/shape-nuclei-untuned --name sha
   --param presence_threshold --threshold 0.3 0.4 0.5 0.6 0.7
 python benchmarks/tune_decoder.py --package runs/shape-nuclei-untuned --name shape-nuclei-mask \
   --param mask_threshold --threshold 0.3 0.4 0.5 0.6
-cellpoint export runs/shape_count.pt --out model_cards/shape-nuclei \
+cellpoint export runs/shape_count.pt --out model_cards/shape-nuclei --refine-diameter \
   --description "Fluorescence nuclei, trained from foreground masks and cell counts (canonical shape)." \
   --sample "$S1" --sample-source "DSB 2018 / BBBC038 stage1_train (val split image 28)" \
   --sample-licence "CC0 1.0" --notes benchmarks/notes/shape-nuclei.md "${EVAL[@]}"

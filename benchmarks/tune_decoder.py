@@ -5,7 +5,8 @@
         --threshold 0.3 0.4 0.5 0.6
 
 Segments the train images of each data set with the runtime at each value of the decoder parameter
-`--param` (default foreground_threshold) and reports F1@0.5 and mask AP; the value with the best mean
+`--param` (default foreground_threshold), with the package's own diameter refinement default, and
+reports F1@0.5 and mask AP; the value with the best mean
 F1@0.5 is printed, to pass to `cellpoint export --decoder-param PARAM=VALUE`. Writes
 benchmarks/results/tune_decoder_<name>.md."""
 from __future__ import annotations
@@ -49,7 +50,8 @@ def main():
         cells, f1s = [], []
         for spec in sets:
             name, kinds = parse_dataset_spec(spec)
-            m = evaluate_segmenter(seg, name, kinds, "train", round(dataset_diameter(name, kinds), 1))
+            m = evaluate_segmenter(seg, name, kinds, "train", round(dataset_diameter(name, kinds), 1),
+                                   refine_diameter=None)     # as the package segments by default
             cells += [f"{m['f1_50']:.3f}", f"{m['AP']:.3f}"]
             f1s.append(m["f1_50"])
         lines.append(f"| {t} | " + " | ".join(cells) + f" | {np.mean(f1s):.3f} |")

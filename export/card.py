@@ -27,8 +27,10 @@ METHOD_TEXT = {
 
 
 def build_card(checkpoint: dict, name: str, description: str, sha256: str, samples: list[dict],
-               metrics: dict, parity: float, tiling: dict, outputs: list[dict]) -> dict:
-    """The card.json contents for a package exported from `checkpoint`."""
+               metrics: dict, parity: float, tiling: dict, outputs: list[dict],
+               refine_diameter: bool = False) -> dict:
+    """The card.json contents for a package exported from `checkpoint`; refine_diameter: the runtime's
+    default for re-running each image at its measured cell size."""
     training_data = []
     for entry in checkpoint.get("training_data", []):
         item = dict(entry)
@@ -51,6 +53,7 @@ def build_card(checkpoint: dict, name: str, description: str, sha256: str, sampl
                     "preprocessing": checkpoint["normalization"]}],
         "outputs": outputs,
         "object_diameter_px": checkpoint["diameter"],
+        "refine_diameter": bool(refine_diameter),
         "pixel_size_um": None,
         "tiling": tiling,
         "decoder": checkpoint["decoder"],
@@ -83,7 +86,9 @@ def render_readme(card: dict, notes: str = "") -> str:
              f"{card['architecture']['parameters']:,} parameters; input {card['inputs'][0]['channels']} channel(s), "
              f"percentile normalisation ({card['inputs'][0]['preprocessing']['low']}–"
              f"{card['inputs'][0]['preprocessing']['high']}).",
-             f"- Expected cell diameter: {card['object_diameter_px']} px (pass `--diameter` for other sizes).",
+             f"- Expected cell diameter: {card['object_diameter_px']} px (pass `--diameter` for other sizes)"
+             + ("; by default each image is segmented again at the median size of the cells found "
+                "(`--fixed-diameter` turns that off)." if card.get("refine_diameter") else "."),
              f"- Decoder: `{card['decoder']['name']}` {dict((k, v) for k, v in card['decoder'].items() if k != 'name')}.",
              f"- Weights: `model.onnx`, sha256 `{card['weights']['sha256']}`; onnxruntime vs PyTorch max |Δ| "
              f"{card['weights']['parity_max_abs_diff']:.2g} on the sample.",

@@ -42,9 +42,12 @@ def write_canonical_shape_figure(weights: dict, folder: Path) -> dict:
 @click.option("--notes", type=click.Path(exists=True, dir_okay=False), help="Markdown appended to README.md.")
 @click.option("--decoder-param", "decoder_params", multiple=True, metavar="KEY=VALUE",
               help="Override a decoder parameter of the checkpoint, e.g. foreground_threshold=0.225. Repeatable.")
+@click.option("--refine-diameter", is_flag=True,
+              help="Make the package re-run each image at its measured cell size by default (the runtime's "
+              "refine_diameter); the sample output is made that way.")
 @click.option("--atol", default=1e-4, show_default=True, help="Largest allowed torch-vs-onnxruntime difference.")
 def export(checkpoint, out_dir, name, description, samples, sample_source, sample_licence, eval_sets, notes,
-           decoder_params, atol):
+           decoder_params, refine_diameter, atol):
     """Export CHECKPOINT to a self-describing ONNX model package; fails if onnxruntime disagrees with torch."""
     try:
         import torch
@@ -87,7 +90,7 @@ def export(checkpoint, out_dir, name, description, samples, sample_source, sampl
             graphs = export_extra_graphs(ckpt, work, probe, atol)
         except ParityError as error:
             raise click.ClickException(str(error))
-        card = build_card(ckpt, name, description, sha, [], {}, parity, TILING, outputs)
+        card = build_card(ckpt, name, description, sha, [], {}, parity, TILING, outputs, refine_diameter)
         if graphs:
             card["graphs"] = graphs
         (work / CARD_FILE).write_text(json.dumps(card, indent=1))
@@ -112,7 +115,8 @@ def export(checkpoint, out_dir, name, description, samples, sample_source, sampl
                 for refine, key in ((False, spec), (True, f"{spec} (refined diameter)")):
                     full = evaluate_segmenter(segmenter, dataset, kinds, "val", diameter, refine)
                     metrics[key] = {k: v for k, v in full.items() if not isinstance(v, dict)}
-        card = build_card(ckpt, name, description, sha, sample_entries, metrics, parity, TILING, outputs)
+        card = build_card(ckpt, name, description, sha, sample_entries, metrics, parity, TILING, outputs,
+                          refine_diameter)
         if graphs:
             card["graphs"] = graphs
         if ckpt["decoder"]["name"] == "canonical_shape":

@@ -44,8 +44,9 @@ def write_table_csv(path: Path, table: dict) -> None:
 @click.option("--out", "-o", "out_dir", required=True, type=click.Path(file_okay=False), help="Output folder.")
 @click.option("--diameter", "-d", type=float, default=None,
               help="Typical cell diameter in your images (px); default: the model's (see its card).")
-@click.option("--refine-diameter", is_flag=True,
-              help="Measure the cells found at --diameter and segment again at their size if it differs (2x time).")
+@click.option("--refine-diameter/--fixed-diameter", default=None,
+              help="Measure the cells found at --diameter and segment again at their size if it differs by more "
+              "than 10% (up to 2x time), or keep --diameter [default: the model's card says; `cellpoint models`].")
 @click.option("--channels", default=None, help="Comma-separated channel indices to feed the model, e.g. 0 or 1,0.")
 @click.option("--coco", "coco_path", type=click.Path(dir_okay=False), default=None,
               help="Also write all instances as COCO results JSON (RLE masks, scores); segments every input.")

@@ -68,6 +68,12 @@ class Segmenter:
         outputs = self.session.run(self.output_names, {self.input_spec["name"]: batch})
         return dict(zip(self.output_names, outputs))
 
+    @property
+    def refines_diameter(self) -> bool:
+        """Whether `segment` re-runs each image at its measured cell size unless told otherwise (the
+        package's card says so when that was measured to help on its val sets)."""
+        return bool(self.package.card.get("refine_diameter", False))
+
     def predict_maps(self, image: np.ndarray, diameter: float | None = None,
                      channels: Sequence[int] | None = None) -> tuple[dict[str, np.ndarray], float]:
         """Network output maps at the image's own resolution.
@@ -126,7 +132,7 @@ class Segmenter:
 
     def segment(self, image: np.ndarray, diameter: float | None = None,
                 channels: Sequence[int] | None = None,
-                refine_diameter: bool = False) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+                refine_diameter: bool | None = None) -> tuple[np.ndarray, dict[str, np.ndarray]]:
         """Segment one image → (labels uint32 (H,W), table: dict of equal-length columns id, area,
         centroid_y, centroid_x, bbox_y0, bbox_x0, bbox_y1, bbox_x1, score, plus any the model's decoder
         adds — canonical-shape models add center_x, center_y, axis_major, axis_minor (px),
@@ -134,7 +140,10 @@ class Segmenter:
 
         diameter: typical cell diameter in this image (px); None = the model's own. refine_diameter:
         measure the cells found at `diameter` and, if their median diameter differs by more than 10%,
-        segment again at the measured size (twice the network time on those images)."""
+        segment again at the measured size (twice the network time on those images); None = the
+        package's default (`refines_diameter`)."""
+        if refine_diameter is None:
+            refine_diameter = self.refines_diameter
         labels, table = self._segment_once(image, diameter, channels)
         if refine_diameter:
             measured = median_diameter(table)

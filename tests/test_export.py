@@ -59,3 +59,15 @@ def test_decoder_parameters_can_be_set_at_export(tiny_checkpoint, tmp_path):
     assert json.loads((out / "card.json").read_text())["decoder"]["foreground_threshold"] == 0.2
     bad = CliRunner().invoke(export, [str(tiny_checkpoint), "--out", str(tmp_path / "x"), "--decoder-param", "nope=1"])
     assert bad.exit_code != 0 and "nope" in bad.output and not (tmp_path / "x").exists()
+
+
+def test_refine_diameter_at_export_becomes_the_packages_default(tiny_checkpoint, tmp_path):
+    from click.testing import CliRunner
+    from cellpoint.export.cli import export
+    from cellpoint.runtime import Segmenter
+    plain, refined = tmp_path / "plain", tmp_path / "refined"
+    assert CliRunner().invoke(export, [str(tiny_checkpoint), "--out", str(plain)]).exit_code == 0
+    ok = CliRunner().invoke(export, [str(tiny_checkpoint), "--out", str(refined), "--refine-diameter"])
+    assert ok.exit_code == 0, ok.output
+    assert not Segmenter(plain).refines_diameter and Segmenter(refined).refines_diameter
+    assert "segmented again at the median size" in (refined / "README.md").read_text()

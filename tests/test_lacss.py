@@ -151,6 +151,24 @@ def test_cover_loss_grows_an_under_covering_mask_over_the_foreground():
     assert float((torch.sigmoid(logits.detach()) * fg_w).sum()) > before + 0.1 * before
 
 
+def test_window_consistency_grows_a_small_mask_over_the_foreground_and_shrinks_a_large_one():
+    shape, size = (40, 40), 32
+    fg = torch.from_numpy(_disk(shape, (20, 20), 8).astype(np.float32))[None]
+    geometry = _single_image_windows([(20.0, 20.0)], size, shape)
+    valid = geometry.gather(torch.ones(1, 1, *shape))[:, 0]
+    fg_w = geometry.gather(fg[:, None])[:, 0]
+    for radius in (4, 13):
+        logits = _mask_logits(shape, (20, 20), radius, size, (20.0, 20.0), sharpness=1.0).requires_grad_(True)
+
+        def masses():
+            p = torch.sigmoid(logits.detach())
+            return float((p * fg_w).sum()), float((p * (1 - fg_w) * valid).sum())
+        in0, out0 = masses()
+        _descend([logits], lambda: lacss.window_consistency_loss(logits, fg_w, valid))
+        in1, out1 = masses()
+        assert in1 > in0 and out1 < out0, radius
+
+
 def test_overlap_loss_pulls_two_overlapping_masks_apart():
     shape, size = (40, 48), 32
     locations = [(20.0, 16.0), (20.0, 30.0)]
@@ -290,14 +308,14 @@ def _losses(logs, key):
     return [float(line.split(f" {key} ")[1].split()[0]) for line in logs]
 
 
-@pytest.mark.parametrize("mode", ["full", "weak"])
-def test_tiny_training_run_reduces_the_loss(mode):
-    cfg = _tiny_config(mode=mode, aux=mode == "weak")
+@pytest.mark.parametrize("mode,weak_loss", [("full", "union"), ("weak", "union"), ("weak", "window")])
+def test_tiny_training_run_reduces_the_loss(mode, weak_loss):
+    cfg = _tiny_config(mode=mode, aux=mode == "weak", weak_loss=weak_loss)
     logs = []
     checkpoint = train_lacss(_synthetic_examples(cfg), cfg, log=logs.append)
     loss = _losses(logs, "loss")
     assert np.mean(loss[-2:]) < 0.6 * loss[0], logs
-    segment_term = "mask" if mode == "full" else "cover"
+    segment_term = {"full": "mask", "union": "cover", "window": "consistency"}["full" if mode == "full" else weak_loss]
     assert np.mean(_losses(logs, segment_term)[-2:]) < _losses(logs, segment_term)[0], logs
     assert checkpoint["method"] == "lacss"
     assert checkpoint["label_kind"] == ("full" if mode == "full" else "foreground-locations")

@@ -74,3 +74,28 @@ def test_refine_diameter_segments_again_at_the_measured_size(tiny_package, monke
     calls.clear()
     seg.segment(np.zeros((60, 60), np.float32), diameter=11.3, refine_diameter=True)
     assert calls == [11.3]                                     # within 10%: no second pass
+
+
+def test_refine_diameter_defaults_to_the_package_card(tiny_package, monkeypatch):
+    seg = Segmenter(tiny_package)
+    calls = []
+    cells = np.zeros((60, 60), np.uint32)
+    for k in range(6):
+        cells[k * 10:k * 10 + 10, :10] = k + 1
+
+    def fake_once(image, diameter, channels):
+        calls.append(diameter)
+        from cellpoint.runtime.postprocess import instance_table
+        return cells, instance_table(cells)
+    monkeypatch.setattr(seg, "_segment_once", fake_once)
+    image = np.zeros((60, 60), np.float32)
+    assert not seg.refines_diameter                            # cards without the key: fixed diameter
+    seg.segment(image, diameter=30)
+    assert len(calls) == 1
+    monkeypatch.setitem(seg.package.card, "refine_diameter", True)
+    calls.clear()
+    seg.segment(image, diameter=30)
+    assert len(calls) == 2                                     # the card's default: a second pass
+    calls.clear()
+    seg.segment(image, diameter=30, refine_diameter=False)     # the caller overrides the card
+    assert len(calls) == 1

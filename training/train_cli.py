@@ -271,6 +271,10 @@ def _prepare_all(worker, jobs: list, workers: int) -> list:
               "1 on the cell's mask, else 0 (the paper's N = 1, 2, 4, 6, 8, 10).")
 @click.option("--aux/--no-aux", default=True, show_default=True,
               help="lacss only: train with the auxiliary low field-of-view boundary network.")
+@click.option("--weak-loss", type=click.Choice(["union", "window"]), default="union", show_default=True,
+              help="lacss weak only: union = no mask spills off the foreground and the masks' union covers it; "
+              "window = each mask agrees with the foreground across its window (the authors' code). Both "
+              "add the overlap penalty.")
 @click.option("--foreground-source", type=click.Choice(["labels", "machine"]), default="labels", show_default=True,
               help="lacss on shared data: the foreground from the masks' union, or made by a machine (graph-cut "
               "threshold of the image, automatic choice). With --placement nuclei-dog: no human label at all.")
@@ -303,7 +307,8 @@ def _prepare_all(worker, jobs: list, workers: int) -> list:
               help="Objectness decay w, for all images or for one data set (default: tuned per data set).")
 @click.option("--seed", default=0, show_default=True)
 @click.option("--workers", default=min(2, os.cpu_count() or 1), show_default=True)
-def train(datasets, images_dir, points_dir, masks_dir, method, supervision, points_per_cell, aux, foreground_source,
+def train(datasets, images_dir, points_dir, masks_dir, method, supervision, points_per_cell, aux, weak_loss,
+          foreground_source,
           fg_dir, cell_diameter, data_term, labels, count_weight, out, steps, batch, lr, diameter, placement, jitter,
           objectness_w, seed, workers):
     """Train a model (objectness, WSISPDR from clicks; canonical shape from foreground masks and counts;
@@ -335,7 +340,8 @@ def train(datasets, images_dir, points_dir, masks_dir, method, supervision, poin
             raise click.UsageError("lacss --supervision weak with --images needs --points and --foreground-masks")
         if images_dir and supervision == "full" and not masks_dir:
             raise click.UsageError("lacss --supervision full with --images needs --masks")
-        cfg = LacssConfig(mode=supervision, aux=aux and supervision == "weak", steps=steps, batch=batch or 8,
+        cfg = LacssConfig(mode=supervision, aux=aux and supervision == "weak", weak_loss=weak_loss,
+                          steps=steps, batch=batch or 8,
                           lr=lr or 1e-3, seed=seed, diameter=diameter or LacssConfig.diameter)
         jobs = _lacss_jobs(datasets, images_dir, points_dir, fg_dir, masks_dir, cfg, seed, cell_diameter,
                            placement, foreground_source)

@@ -27,6 +27,7 @@ MODES = ("full", "weak")
 class LacssConfig:
     mode: str = "weak"                     # "weak" (foreground + locations) or "full" (masks)
     aux: bool = True                       # train with the low field-of-view aux net (meant for weak mode)
+    weak_loss: str = "union"               # method.WEAK_LOSSES: how masks are tied to the foreground
     widths: tuple = (16, 32, 64, 128)      # backbone widths at strides 1, 2, 4, 8
     features: int = 16                     # F, channels of the high-resolution features
     head_width: int = 16                   # channels of the instance head's 3×3 convs
@@ -208,7 +209,8 @@ def train_lacss(examples: list[dict], cfg: LacssConfig, log=print) -> dict:
     sums, n = {}, 0
     for step in range(cfg.steps):
         crops = [sample_lacss_crop(examples[int(rng.integers(len(examples)))], cfg, rng) for _ in range(cfg.batch)]
-        loss, parts = method.lacss_loss(net, collate(crops), cfg.mode, cfg.window, cfg.weights, aux)
+        loss, parts = method.lacss_loss(net, collate(crops), cfg.mode, cfg.window, cfg.weights, aux,
+                                          cfg.weak_loss)
         opt.zero_grad()
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 10.0)

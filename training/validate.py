@@ -21,8 +21,19 @@ def dataset_diameter(dataset: str, kinds=None) -> float:
     return float(np.median([2 * np.sqrt(np.median(v) / np.pi) for v in areas.values()]))
 
 
+def weak_label_diameter(dataset: str, kinds=None) -> float:
+    """Median over the train images of 2·sqrt(foreground area / (π·cell count)) (px): the cell size that
+    canonical-shape's weak labels (one foreground mask and a count per image) imply, no outline needed."""
+    from cellpoint.training.train_shape import diameter_from_mask_and_count
+    sizes = []
+    for s in list_samples(dataset, "train", kinds):
+        _, labels = load_sample(s)
+        sizes.append(diameter_from_mask_and_count(labels > 0, len(np.unique(labels[labels > 0]))))
+    return float(np.nanmedian(sizes))
+
+
 def evaluate_segmenter(segmenter, dataset: str, kinds=None, subset: str = "val", diameter=None,
-                       refine_diameter: bool = False) -> dict:
+                       refine_diameter: bool | None = False) -> dict:
     """Segment every image of the subset with a runtime Segmenter and score it against the masks.
 
     Returns the metrics of `evaluation.evaluate` plus n_images, the diameter used and refine_diameter."""

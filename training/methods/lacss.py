@@ -339,6 +339,16 @@ def cover_loss(logits: torch.Tensor, geometry: Windows, foreground: torch.Tensor
     return _masked_mean(-torch.log(-torch.expm1(-s.clamp(min=1e-4))), weight)
 
 
+def window_consistency_loss(logits: torch.Tensor, foreground: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+    """Weak (i) as the authors' code writes it: every cell's mask agrees with the foreground across its
+    whole window, linearly in the probability,
+        Σ_k Σ_u v_k(u)·[(1 − fg(u))·p_k(u) + fg(u)·(1 − p_k(u))] / Σ_k Σ_u v_k(u).
+    Each mask is pulled over all foreground in its window; the overlap term shares contested foreground
+    between neighbours. logits (N,P,P); foreground, valid (N,P,P) gathered into the windows."""
+    p = torch.sigmoid(logits)
+    return _masked_mean((1 - foreground) * p + foreground * (1 - p), valid)
+
+
 def overlap_loss(logits: torch.Tensor, geometry: Windows, valid: torch.Tensor) -> torch.Tensor:
     """Weak (ii), masks do not overlap: each mask's probability times the others' −log(1 − p_j),
         Σ_k Σ_u v_k(u)·p_k(u)·Σ_{j≠k} −log(1 − p_j(u)) / Σ_k Σ_u v_k(u).
@@ -382,14 +392,19 @@ def aux_losses(aux_logits: torch.Tensor, boundary: torch.Tensor) -> tuple[torch.
 
 # -------------------------------------------------------------------------------------- all terms
 
+WEAK_LOSSES = ("union", "window")
+
+
 def lacss_loss(net: LacssNet, batch: dict, mode: str, window: int, weights: LossWeights = LossWeights(),
-               aux_net: AuxNet | None = None) -> tuple[torch.Tensor, dict]:
+               aux_net: AuxNet | None = None, weak_loss: str = "union") -> tuple[torch.Tensor, dict]:
     """The training loss of one batch and its parts (floats).
 
     batch: "image" (B,C,H,W) float32; "batch_index" int64 (N,) and "yx" float32 (N,2) the locations
     (network px); weak mode: "foreground" (B,H,W) float 0/1; full mode: "labels" int64 (B,H,W) and "ids"
     int64 (N,) (each location's instance id in labels, 0 = no mask: the location trains the LPN only).
-    The head's windows sit on the given (ground-truth) locations. aux_net: adds the aux terms."""
+    The head's windows sit on the given (ground-truth) locations. aux_net: adds the aux terms.
+    weak_loss: "union" = spill + cover (the union of the masks covers the foreground) + overlap;
+    "window" = `window_consistency_loss` + overlap (weighted by `weights.cover`)."""
     image, bi, yx = batch["image"], batch["batch_index"], batch["yx"]
     score, offsets, features = net(image)
     l_score, l_offset = location_loss(score, offsets, bi, yx)
@@ -407,11 +422,16 @@ def lacss_loss(net: LacssNet, batch: dict, mode: str, window: int, weights: Loss
             loss = loss + weights.mask * parts["mask"]
         else:
             fg = batch["foreground"].float()
-            parts["spill"] = spill_loss(logits, geometry.gather(fg[:, None])[:, 0], valid)
-            parts["cover"] = cover_loss(logits, geometry, fg, valid)
+            fg_windows = geometry.gather(fg[:, None])[:, 0]
+            if weak_loss == "window":
+                parts["consistency"] = window_consistency_loss(logits, fg_windows, valid)
+                loss = loss + weights.cover * parts["consistency"]
+            else:
+                parts["spill"] = spill_loss(logits, fg_windows, valid)
+                parts["cover"] = cover_loss(logits, geometry, fg, valid)
+                loss = loss + weights.spill * parts["spill"] + weights.cover * parts["cover"]
             parts["overlap"] = overlap_loss(logits, geometry, valid)
-            loss = loss + (weights.spill * parts["spill"] + weights.cover * parts["cover"]
-                           + weights.overlap * parts["overlap"])
+            loss = loss + weights.overlap * parts["overlap"]
         if aux_net is not None:
             parts["aux_fit"], parts["aux_agree"] = aux_losses(aux_net(image), boundary_map(logits, geometry, valid))
             loss = loss + weights.aux * (parts["aux_fit"] + parts["aux_agree"])
