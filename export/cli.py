@@ -27,6 +27,10 @@ def write_canonical_shape_figure(weights: dict, folder: Path) -> dict:
                        "red: the unit circle, radius = `unit` network px before each cell's own transform."}
 
 
+# optional post-processing any image-scale decoder accepts (see cellpoint.runtime.segmenter)
+SHARED_DECODER_PARAMS = {"outline_contrast": float}
+
+
 @click.command("export")
 @click.argument("checkpoint", type=click.Path(exists=True, dir_okay=False))
 @click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False),
@@ -41,7 +45,9 @@ def write_canonical_shape_figure(weights: dict, folder: Path) -> dict:
               help="Shared data set whose val split is measured with the exported package; repeatable.")
 @click.option("--notes", type=click.Path(exists=True, dir_okay=False), help="Markdown appended to README.md.")
 @click.option("--decoder-param", "decoder_params", multiple=True, metavar="KEY=VALUE",
-              help="Override a decoder parameter of the checkpoint, e.g. foreground_threshold=0.225. Repeatable.")
+              help="Override a decoder parameter of the checkpoint, e.g. foreground_threshold=0.225, or set "
+              "outline_contrast=C (outlines re-drawn at C between each cell's brightness and its "
+              "surroundings'; fluorescence). Repeatable.")
 @click.option("--refine-diameter", is_flag=True,
               help="Make the package re-run each image at its measured cell size by default (the runtime's "
               "refine_diameter); the sample output is made that way.")
@@ -62,12 +68,13 @@ def export(checkpoint, out_dir, name, description, samples, sample_source, sampl
     from cellpoint.runtime.segmenter import Segmenter
 
     ckpt = torch.load(checkpoint, map_location="cpu", weights_only=False)
+    known = {**SHARED_DECODER_PARAMS, **{k: type(v) for k, v in ckpt["decoder"].items() if k != "name"}}
     for item in decoder_params:
         key, sep, value = item.partition("=")
-        if not sep or key not in ckpt["decoder"] or key == "name":
-            raise click.BadParameter(f"{item!r}: expected KEY=VALUE with KEY one of "
-                                     f"{sorted(k for k in ckpt['decoder'] if k != 'name')}", param_hint="--decoder-param")
-        ckpt["decoder"][key] = type(ckpt["decoder"][key])(value)
+        if not sep or key not in known:
+            raise click.BadParameter(f"{item!r}: expected KEY=VALUE with KEY one of {sorted(known)}",
+                                     param_hint="--decoder-param")
+        ckpt["decoder"][key] = known[key](value)
     out = Path(out_dir)
     name = name or out.name
     work = out.with_name(out.name + ".partial")

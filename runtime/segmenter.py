@@ -10,6 +10,7 @@ import onnxruntime as ort
 
 from cellpoint.runtime.decoders import DECODERS
 from cellpoint.runtime.normalize import normalize_percentile, to_channels_first
+from cellpoint.runtime.outlines import refine_outlines_by_contrast
 from cellpoint.runtime.package import ModelPackage, load_package
 from cellpoint.runtime.detection_response import data_image, resize_labels, windowed_contributions
 from cellpoint.runtime.postprocess import instance_table, relabel_sequential
@@ -158,10 +159,23 @@ class Segmenter:
         maps, pixel_scale = self.predict_maps(image, diameter, channels)
         labels, score_map, columns = self.decoder(maps, self.decoder_params, pixel_scale,
                                                   image_shape=image.shape[:2])
+        contrast = self.decoder_params.get("outline_contrast")
+        if contrast is not None:
+            labels = refine_outlines_by_contrast(self.intensity(image, channels), labels,
+                                                 float(diameter) if diameter else self.diameter, contrast)
         table = instance_table(labels, score_map)
         table.update(columns)
         return labels, table
 
+
+    def intensity(self, image: np.ndarray, channels: Sequence[int] | None = None) -> np.ndarray:
+        """The model's first input channel at the image's resolution, normalised as the network sees it:
+        float32 (H,W)."""
+        if channels is not None and image.ndim == 3:
+            image = image[..., list(channels)]
+        x = to_channels_first(image, int(self.input_spec["channels"]))[:1]
+        pre = self.input_spec["preprocessing"]
+        return normalize_percentile(x, pre["low"], pre["high"])[0]
 
     def _segment_at_network_scale(self, image, diameter, channels):
         """Decoders that need the network input or a further graph (WSISPDR: guided backpropagation;

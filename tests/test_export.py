@@ -57,6 +57,10 @@ def test_decoder_parameters_can_be_set_at_export(tiny_checkpoint, tmp_path):
     ok = CliRunner().invoke(export, [str(tiny_checkpoint), "--out", str(out), "--decoder-param", "foreground_threshold=0.2"])
     assert ok.exit_code == 0, ok.output
     assert json.loads((out / "card.json").read_text())["decoder"]["foreground_threshold"] == 0.2
+    shared = CliRunner().invoke(export, [str(tiny_checkpoint), "--out", str(tmp_path / "o"),
+                                         "--decoder-param", "outline_contrast=0.3"])
+    assert shared.exit_code == 0, shared.output
+    assert json.loads((tmp_path / "o" / "card.json").read_text())["decoder"]["outline_contrast"] == 0.3
     bad = CliRunner().invoke(export, [str(tiny_checkpoint), "--out", str(tmp_path / "x"), "--decoder-param", "nope=1"])
     assert bad.exit_code != 0 and "nope" in bad.output and not (tmp_path / "x").exists()
 

@@ -99,3 +99,21 @@ def test_refine_diameter_defaults_to_the_package_card(tiny_package, monkeypatch)
     calls.clear()
     seg.segment(image, diameter=30, refine_diameter=False)     # the caller overrides the card
     assert len(calls) == 1
+
+
+def test_outline_contrast_in_the_decoder_entry_refines_the_outlines(tiny_package, monkeypatch):
+    import cellpoint.runtime.segmenter as segmenter_module
+    seg = Segmenter(tiny_package)
+    image, truth, _ = synthetic_nuclei()
+    seg.decoder = lambda maps, params, scale, image_shape: (truth, np.ones(truth.shape, np.float32), {})
+    plain, _ = seg.segment(image, diameter=18, refine_diameter=False)
+    calls = []
+
+    def spy(intensity, labels, diameter_px, contrast):
+        calls.append((intensity.shape, intensity.dtype, diameter_px, contrast))
+        return np.where(labels > 0, 1, 0).astype(labels.dtype)          # one instance: visibly used
+    monkeypatch.setattr(segmenter_module, "refine_outlines_by_contrast", spy)
+    seg.decoder_params = dict(seg.decoder_params, outline_contrast=0.3)
+    labels, table = seg.segment(image, diameter=18, refine_diameter=False)
+    assert calls == [(image.shape, np.float32, 18.0, 0.3)]
+    assert plain.max() > 1 and labels.max() == 1 and list(table["id"]) == [1]
