@@ -16,12 +16,14 @@ cellpoint train --method lacss $N --placement nuclei-dog --foreground-source mac
   --out runs/lacss_free.pt &
 wait
 # no human label with the window form of the consistency (a row of the table; the bundle uses union)
-cellpoint train --method lacss $N --placement nuclei-dog --foreground-source machine --out runs/lacss_free_window.pt
-# weak: foreground and one location per nucleus derived from the masks, with and without the aux net
-cellpoint train --method lacss $N --out runs/lacss_weak.pt &
-cellpoint train --method lacss $N --no-aux --out runs/lacss_weak_noaux.pt &
+cellpoint train --method lacss $N --placement nuclei-dog --foreground-source machine --weak-loss window \
+  --out runs/lacss_free_window.pt
+# weak: foreground and one location per nucleus derived from the masks, with and without the aux net,
+# with the window form of the foreground consistency (the better one for nuclei)
+cellpoint train --method lacss $N --weak-loss window --out runs/lacss_weak.pt &
+cellpoint train --method lacss $N --weak-loss window --no-aux --out runs/lacss_weak_noaux.pt &
 wait
-# the same with our first form of the foreground consistency (ablation)
+# the same with the default (union) form of the foreground consistency
 cellpoint train --method lacss $N --weak-loss union --out runs/lacss_weak_union.pt &
 cellpoint train --method lacss $N --weak-loss union --no-aux --out runs/lacss_weak_union_noaux.pt &
 wait

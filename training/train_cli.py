@@ -271,10 +271,10 @@ def _prepare_all(worker, jobs: list, workers: int) -> list:
               "1 on the cell's mask, else 0 (the paper's N = 1, 2, 4, 6, 8, 10).")
 @click.option("--aux/--no-aux", default=True, show_default=True,
               help="lacss only: train with the auxiliary low field-of-view boundary network.")
-@click.option("--weak-loss", type=click.Choice(["window", "union"]), default="window", show_default=True,
-              help="lacss weak only: window = each mask agrees with the foreground across its window (the "
-              "authors' formulation); union = no mask spills off the foreground and the masks' union covers it "
-              "(our first one). Both add the overlap penalty.")
+@click.option("--weak-loss", type=click.Choice(["union", "window"]), default="union", show_default=True,
+              help="lacss weak only: union = no mask spills off the foreground and the masks' union covers it; "
+              "window = each mask agrees with the foreground across its window (the authors' form; better "
+              "for nuclei from human-derived labels, fails on whole cells). Both add the overlap penalty.")
 @click.option("--foreground-source", type=click.Choice(["labels", "machine"]), default="labels", show_default=True,
               help="lacss on shared data: the foreground from the masks' union, or made by a machine (graph-cut "
               "threshold of the image, automatic choice). With --placement nuclei-dog: no human label at all.")

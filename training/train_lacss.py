@@ -27,7 +27,7 @@ MODES = ("full", "weak")
 class LacssConfig:
     mode: str = "weak"                     # "weak" (foreground + locations) or "full" (masks)
     aux: bool = True                       # train with the low field-of-view aux net (meant for weak mode)
-    weak_loss: str = "window"              # method.WEAK_LOSSES: how masks are tied to the foreground
+    weak_loss: str = "union"               # method.WEAK_LOSSES: how masks are tied to the foreground
     widths: tuple = (16, 32, 64, 128)      # backbone widths at strides 1, 2, 4, 8
     features: int = 16                     # F, channels of the high-resolution features
     head_width: int = 16                   # channels of the instance head's 3×3 convs

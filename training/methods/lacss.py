@@ -396,16 +396,16 @@ WEAK_LOSSES = ("union", "window")
 
 
 def lacss_loss(net: LacssNet, batch: dict, mode: str, window: int, weights: LossWeights = LossWeights(),
-               aux_net: AuxNet | None = None, weak_loss: str = "window") -> tuple[torch.Tensor, dict]:
+               aux_net: AuxNet | None = None, weak_loss: str = "union") -> tuple[torch.Tensor, dict]:
     """The training loss of one batch and its parts (floats).
 
     batch: "image" (B,C,H,W) float32; "batch_index" int64 (N,) and "yx" float32 (N,2) the locations
     (network px); weak mode: "foreground" (B,H,W) float 0/1; full mode: "labels" int64 (B,H,W) and "ids"
     int64 (N,) (each location's instance id in labels, 0 = no mask: the location trains the LPN only).
     The head's windows sit on the given (ground-truth) locations. aux_net: adds the aux terms.
-    weak_loss: "window" = `window_consistency_loss` (weighted by `weights.cover`) + overlap, the form of
-    the authors' code; "union" = spill + cover (the union of the masks covers the foreground) + overlap,
-    our first formulation, kept for the ablation."""
+    weak_loss: "union" = spill + cover (no mask off the foreground, their union covers it) + overlap;
+    "window" = `window_consistency_loss` (weighted by `weights.cover`) + overlap, the form of the
+    authors' code (better on nuclei from human-derived labels, collapses on whole cells here)."""
     image, bi, yx = batch["image"], batch["batch_index"], batch["yx"]
     score, offsets, features = net(image)
     l_score, l_offset = location_loss(score, offsets, bi, yx)
