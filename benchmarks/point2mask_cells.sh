@@ -71,3 +71,15 @@ done
 python benchmarks/point2mask.py --name usiigaci-6000-steps --reference "full masks, 6000 steps" \
   --package "full masks, 6000 steps=runs/p2m-usiigaci-full_6k" --package "box + 6 points, 6000 steps=runs/p2m-usiigaci-p6_6k" \
   --dataset usiigaci_phase_contrast
+# usiigaci, another seed (clicks and initialisation): full masks vs box + 6 clicks
+S1="--method point2mask --dataset usiigaci_phase_contrast --steps 3000 --seed 1"
+cellpoint train $S1 --supervision full --out runs/p2m_usiigaci_full_s1.pt &
+cellpoint train $S1 --points-per-cell 6 --out runs/p2m_usiigaci_p6_s1.pt &
+wait
+for run in full_s1 p6_s1; do
+  t=$(tuned_threshold "runs/p2m_usiigaci_$run.pt" "p2m-usiigaci-$run" score_threshold "0.2 0.3 0.5 0.7" --dataset usiigaci_phase_contrast)
+  cellpoint export "runs/p2m_usiigaci_$run.pt" --out "runs/p2m-usiigaci-$run" --decoder-param score_threshold="$t"
+done
+python benchmarks/point2mask.py --name usiigaci-seed1 --reference "full masks" \
+  --package "full masks=runs/p2m-usiigaci-full_s1" --package "box + 6 points=runs/p2m-usiigaci-p6_s1" \
+  --dataset usiigaci_phase_contrast
