@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Reproduce the bundled point2mask-cells-phase package and the Point2Mask tables: usiigaci (full masks and
-# box + N = 1, 2, 4, 6, 8, 10 clicks), then LIVECell and DSB (full masks vs 6 clicks). About 1.5 hours on 2
-# cores, trainings two at a time. Run from the repository root with the train extra installed and
-# ../shared/data present.
+# box + N = 1, 2, 4, 6, 8, 10 clicks), LIVECell and DSB (the same), then checks on usiigaci: longer training,
+# another seed, the two stages measured apart, pretraining. About 3 hours on 2 cores,
+# trainings two at a time. Run from the repository root with the train extra installed and ../shared/data present.
 set -euo pipefail
 source benchmarks/tuned_threshold.sh
 mkdir -p runs
@@ -36,29 +36,32 @@ python benchmarks/point2mask.py --name usiigaci --reference "full masks" \
   --package "box + 6 points=model_cards/point2mask-cells-phase" --package "box + 8 points=runs/p2m-usiigaci-p8" \
   --package "box + 10 points=runs/p2m-usiigaci-p10" --dataset usiigaci_phase_contrast
 python benchmarks/speed.py --package model_cards/point2mask-cells-phase --repeats 3
-# LIVECell: full masks vs box + 6 clicks only (its own 12 train images)
+# LIVECell (its own 12 train images) and DSB nuclei (gray_dark): full masks and box + N clicks
 export OMP_NUM_THREADS=1
-L="--method point2mask --dataset livecell --steps 3000"
-cellpoint train $L --supervision full --out runs/p2m_livecell_full.pt &
-cellpoint train $L --points-per-cell 6 --out runs/p2m_livecell_p6.pt &
-wait
-for run in full p6; do
-  t=$(tuned_threshold "runs/p2m_livecell_$run.pt" "p2m-livecell-$run" score_threshold "0.2 0.3 0.5 0.7" --dataset livecell)
-  cellpoint export "runs/p2m_livecell_$run.pt" --out "runs/p2m-livecell-$run" --decoder-param score_threshold="$t"
+for set in livecell dsb; do
+  spec=$([ "$set" = dsb ] && echo dsb2018_bbbc038:gray_dark || echo livecell)
+  for pair in "full 1" "2 4" "6 8" "10"; do
+    for n in $pair; do
+      if [ "$n" = full ]; then labels="--supervision full"; run=full; else labels="--points-per-cell $n"; run=p$n; fi
+      # shellcheck disable=SC2086  # labels is two words
+      cellpoint train --method point2mask --dataset "$spec" --steps 3000 $labels --out "runs/p2m_${set}_$run.pt" &
+    done
+    wait
+  done
 done
-python benchmarks/point2mask.py --name livecell --reference "full masks" \
-  --package "full masks=runs/p2m-livecell-full" --package "box + 6 points=runs/p2m-livecell-p6" --dataset livecell
-# DSB nuclei: full masks vs box + 6 clicks
-D="--method point2mask --dataset dsb2018_bbbc038:gray_dark --steps 3000"
-cellpoint train $D --supervision full --out runs/p2m_dsb_full.pt &
-cellpoint train $D --points-per-cell 6 --out runs/p2m_dsb_p6.pt &
-wait
-for run in full p6; do
-  t=$(tuned_threshold "runs/p2m_dsb_$run.pt" "p2m-dsb-$run" score_threshold "0.2 0.3 0.5 0.7" --dataset dsb2018_bbbc038:gray_dark)
-  cellpoint export "runs/p2m_dsb_$run.pt" --out "runs/p2m-dsb-$run" --decoder-param score_threshold="$t"
+unset OMP_NUM_THREADS
+for set in livecell dsb; do
+  spec=$([ "$set" = dsb ] && echo dsb2018_bbbc038:gray_dark || echo livecell)
+  for run in full p1 p2 p4 p6 p8 p10; do
+    t=$(tuned_threshold "runs/p2m_${set}_$run.pt" "p2m-$set-$run" score_threshold "0.2 0.3 0.5 0.7" --dataset "$spec")
+    cellpoint export "runs/p2m_${set}_$run.pt" --out "runs/p2m-$set-$run" --decoder-param score_threshold="$t"
+  done
+  python benchmarks/point2mask.py --name "$set" --reference "full masks" \
+    --package "full masks=runs/p2m-$set-full" --package "box + 1 point=runs/p2m-$set-p1" \
+    --package "box + 2 points=runs/p2m-$set-p2" --package "box + 4 points=runs/p2m-$set-p4" \
+    --package "box + 6 points=runs/p2m-$set-p6" --package "box + 8 points=runs/p2m-$set-p8" \
+    --package "box + 10 points=runs/p2m-$set-p10" --dataset "$spec"
 done
-python benchmarks/point2mask.py --name dsb --reference "full masks" \
-  --package "full masks=runs/p2m-dsb-full" --package "box + 6 points=runs/p2m-dsb-p6" --dataset dsb2018_bbbc038:gray_dark
 # usiigaci, twice as long (6000 steps): full masks vs box + 6 clicks
 U6="--method point2mask --dataset usiigaci_phase_contrast --steps 6000"
 cellpoint train $U6 --supervision full --out runs/p2m_usiigaci_full_6k.pt &
@@ -83,3 +86,30 @@ done
 python benchmarks/point2mask.py --name usiigaci-seed1 --reference "full masks" \
   --package "full masks=runs/p2m-usiigaci-full_s1" --package "box + 6 points=runs/p2m-usiigaci-p6_s1" \
   --dataset usiigaci_phase_contrast
+# the detector and the mask head measured apart (training checkpoints, PyTorch)
+python benchmarks/point2mask_stages.py --name usiigaci --dataset usiigaci_phase_contrast \
+  --checkpoint "full masks=runs/p2m_usiigaci_full.pt" --checkpoint "box + 6 points=runs/p2m_usiigaci_p6.pt" \
+  --checkpoint "full masks, seed 1=runs/p2m_usiigaci_full_s1.pt" --checkpoint "box + 6 points, seed 1=runs/p2m_usiigaci_p6_s1.pt" \
+  --checkpoint "full masks, 6000 steps=runs/p2m_usiigaci_full_6k.pt" \
+  --checkpoint "box + 6 points, 6000 steps=runs/p2m_usiigaci_p6_6k.pt"
+python benchmarks/point2mask_stages.py --name livecell --dataset livecell \
+  --checkpoint "full masks=runs/p2m_livecell_full.pt" --checkpoint "box + 6 points=runs/p2m_livecell_p6.pt"
+python benchmarks/point2mask_stages.py --name dsb --dataset dsb2018_bbbc038:gray_dark \
+  --checkpoint "full masks=runs/p2m_dsb_full.pt" --checkpoint "box + 6 points=runs/p2m_dsb_p6.pt"
+# usiigaci starting from a network pretrained on all DSB train images from box + 6 clicks (no mask anywhere)
+export OMP_NUM_THREADS=1
+cellpoint train --method point2mask --dataset dsb2018_bbbc038 --steps 3000 --points-per-cell 6 --out runs/p2m_dsball_p6.pt
+I="--method point2mask --dataset usiigaci_phase_contrast --steps 3000 --init-from runs/p2m_dsball_p6.pt"
+cellpoint train $I --supervision full --out runs/p2m_usiigaci_full_ip6.pt &
+cellpoint train $I --points-per-cell 6 --out runs/p2m_usiigaci_p6_ip6.pt &
+wait
+unset OMP_NUM_THREADS
+for run in full_ip6 p6_ip6; do
+  t=$(tuned_threshold "runs/p2m_usiigaci_$run.pt" "p2m-usiigaci-$run" score_threshold "0.2 0.3 0.5 0.7" --dataset usiigaci_phase_contrast)
+  cellpoint export "runs/p2m_usiigaci_$run.pt" --out "runs/p2m-usiigaci-$run" --decoder-param score_threshold="$t"
+done
+python benchmarks/point2mask.py --name usiigaci-pretrained --reference "full masks, pretrained" \
+  --package "full masks, pretrained=runs/p2m-usiigaci-full_ip6" --package "box + 6 points, pretrained=runs/p2m-usiigaci-p6_ip6" \
+  --dataset usiigaci_phase_contrast
+python benchmarks/point2mask_stages.py --name usiigaci-pretrained --dataset usiigaci_phase_contrast \
+  --checkpoint "full masks, pretrained=runs/p2m_usiigaci_full_ip6.pt" --checkpoint "box + 6 points, pretrained=runs/p2m_usiigaci_p6_ip6.pt"

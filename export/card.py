@@ -96,7 +96,9 @@ def render_readme(card: dict, notes: str = "") -> str:
     for item in card["training_data"]:
         what = item.get("dataset", item.get("folder"))
         kinds = f" ({', '.join(item['kinds'])})" if item.get("kinds") else ""
-        lines.append(f"- {what}{kinds}, {item.get('split', '')} split — licence: {item.get('licence', 'user data')}")
+        role = " (pretraining)" if item.get("role") == "pretraining" else ""
+        lines.append(f"- {what}{kinds}, {item.get('split', '')} split{role} — licence: "
+                     f"{item.get('licence', 'user data')}")
     for fig in card.get("figures", []):
         lines += ["", f"![{fig['file']}]({fig['file']})", "", fig["caption"]]
     if card["metrics"]:

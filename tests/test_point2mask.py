@@ -297,6 +297,22 @@ def test_a_tiny_training_run_lowers_the_loss_and_writes_a_complete_checkpoint(mo
     assert not net.training
 
 
+def test_training_can_start_from_another_checkpoints_weights(tmp_path):
+    from dataclasses import replace
+    cfg = _tiny_config(steps=2)
+    first = train_point2mask(_examples(cfg, seeds=(0,)), cfg, log=lambda *_: None)
+    torch.save(first, tmp_path / "first.pt")
+    resumed = train_point2mask(_examples(cfg, seeds=(1,)), replace(cfg, steps=0, init_from=str(tmp_path / "first.pt")),
+                               log=lambda *_: None)
+    fresh = train_point2mask(_examples(cfg, seeds=(1,)), replace(cfg, steps=0), log=lambda *_: None)
+    for key, value in first["state_dict"].items():
+        assert torch.equal(resumed["state_dict"][key], value), key
+    assert not all(torch.equal(fresh["state_dict"][k], v) for k, v in first["state_dict"].items())
+    wider = replace(cfg, channels=16, steps=0, init_from=str(tmp_path / "first.pt"))
+    with pytest.raises(ValueError, match="not a point2mask checkpoint of the same network"):
+        train_point2mask(_examples(cfg, seeds=(1,)), wider, log=lambda *_: None)
+
+
 def test_the_checkpoint_builds_a_card():
     from cellpoint.export.card import build_card, render_readme
     cfg = _tiny_config(steps=1)

@@ -148,6 +148,11 @@ def _lacss_jobs(datasets, images_dir, points_dir, fg_dir, masks_dir, cfg, seed, 
     return jobs
 
 
+def pretraining_entries(checkpoint: dict) -> list[dict]:
+    """A checkpoint's training data entries marked role "pretraining" (for one trained from its weights)."""
+    return [dict(entry, role="pretraining") for entry in checkpoint.get("training_data", [])]
+
+
 def _prepare_point2mask_one(job):
     """Worker: one image with a box + N clicks per cell (points mode) or its masks (full) at the canonical
     scale. Shared data: boxes and clicks derived from the masks exactly as `cellpoint labels --kind
@@ -305,12 +310,15 @@ def _prepare_all(worker, jobs: list, workers: int) -> list:
 @click.option("--jitter", default=0.0, show_default=True, help="Gaussian jitter (px) of derived clicks.")
 @click.option("--objectness-w", "objectness_w", multiple=True, metavar="[DATASET=]W",
               help="Objectness decay w, for all images or for one data set (default: tuned per data set).")
+@click.option("--init-from", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="point2mask only: start from this checkpoint's weights (a network trained before, e.g. on other "
+              "data) instead of random ones; its training data are listed as pretraining in the new checkpoint.")
 @click.option("--seed", default=0, show_default=True)
 @click.option("--workers", default=min(2, os.cpu_count() or 1), show_default=True)
 def train(datasets, images_dir, points_dir, masks_dir, method, supervision, points_per_cell, aux, weak_loss,
           foreground_source,
           fg_dir, cell_diameter, data_term, labels, count_weight, out, steps, batch, lr, diameter, placement, jitter,
-          objectness_w, seed, workers):
+          objectness_w, init_from, seed, workers):
     """Train a model (objectness, WSISPDR from clicks; canonical shape from foreground masks and counts;
     LACSS from a foreground and locations; Point2Mask from a box and a few labelled clicks per cell) and
     write a checkpoint."""
@@ -320,6 +328,8 @@ def train(datasets, images_dir, points_dir, masks_dir, method, supervision, poin
         raise click.ClickException("this command needs PyTorch: pip install torch==2.13.0 'cellpoint[train]'")
     if not datasets and not images_dir:
         raise click.UsageError("give --dataset and/or --images")
+    if init_from and method != "point2mask":
+        raise click.UsageError("--init-from is for --method point2mask")
     if method == "point2mask":
         from cellpoint.training.train_point2mask import Point2MaskConfig, train_point2mask
         if images_dir and supervision == "weak" and not points_dir:
@@ -329,7 +339,7 @@ def train(datasets, images_dir, points_dir, masks_dir, method, supervision, poin
             raise click.UsageError("point2mask --supervision full with --images needs --masks")
         cfg = Point2MaskConfig(mode="full" if supervision == "full" else "points", n_points=points_per_cell,
                                steps=steps, batch=batch or Point2MaskConfig.batch, lr=lr or Point2MaskConfig.lr,
-                               seed=seed, diameter=diameter or Point2MaskConfig.diameter)
+                               seed=seed, diameter=diameter or Point2MaskConfig.diameter, init_from=init_from or "")
         jobs = _point2mask_jobs(datasets, images_dir, points_dir, masks_dir, cfg, seed, cell_diameter)
         worker, run_training = _prepare_point2mask_one, train_point2mask
     elif method == "lacss":
@@ -417,6 +427,8 @@ def train(datasets, images_dir, points_dir, masks_dir, method, supervision, poin
         for d in datasets
     ] + ([{"folder": str(images_dir), "labels": kind if method != "point2mask" or supervision == "full"
            else "box + points (the folder's files)"}] if images_dir else [])
+    if init_from:
+        checkpoint["training_data"] += pretraining_entries(torch.load(init_from, map_location="cpu", weights_only=False))
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(out.name + ".tmp")

@@ -46,6 +46,7 @@ class Point2MaskConfig:
     min_box: float = 3.0                   # px; narrower clipped boxes are ignored (see module)
     max_rois: int = 64                     # mask-head RoIs per step (a random subset of the boxes)
     log_every: int = 100
+    init_from: str = ""                    # a point2mask checkpoint whose weights training starts from
     loss: method.LossParams = field(default_factory=method.LossParams)
     decode: method.DecodeParams = field(default_factory=method.DecodeParams)
 
@@ -272,6 +273,15 @@ def _build(model: dict) -> method.Point2MaskNet:
                                 model["head_convs"], model["mask_convs"], model["roi_size"])
 
 
+def _initial_weights(path: str, model: dict) -> dict:
+    """The state dict of the point2mask checkpoint at `path`; ValueError if its network differs from `model`."""
+    checkpoint = torch.load(path, map_location="cpu", weights_only=False)
+    if checkpoint.get("method") != "point2mask" or checkpoint.get("model") != model:
+        raise ValueError(f"{path}: not a point2mask checkpoint of the same network "
+                         f"({checkpoint.get('method')}, {checkpoint.get('model')} vs {model})")
+    return checkpoint["state_dict"]
+
+
 def train_point2mask(examples: list[dict], cfg: Point2MaskConfig, log=print) -> dict:
     """Train Point2Mask on prepared examples (all of cfg.mode). Returns a checkpoint dict (CHECKPOINT_FORMAT)."""
     if cfg.mode not in MODES:
@@ -282,6 +292,8 @@ def train_point2mask(examples: list[dict], cfg: Point2MaskConfig, log=print) -> 
     rng = np.random.default_rng(cfg.seed)
     model = _model_spec(cfg, int(examples[0]["image"].shape[0]))
     net = _build(model)
+    if cfg.init_from:
+        net.load_state_dict(_initial_weights(cfg.init_from, model))
     opt = torch.optim.AdamW(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=cfg.steps, eta_min=cfg.lr * 0.01)
     start = time.perf_counter()
