@@ -92,6 +92,34 @@ def test_point_loss_gradient_reaches_the_four_logits_around_a_point_and_a_step_l
     assert p2m.point_loss(logits, box, point, torch.tensor([[1]])) < loss
 
 
+def test_the_point_losss_gradient_into_the_shared_features_is_scaled_and_the_mask_heads_is_not():
+    from dataclasses import replace
+    cfg = _tiny_config()
+    rng = np.random.default_rng(0)
+    batch = collate([sample_point2mask_crop(_examples(cfg, seeds=(0,))[0], cfg, rng) for _ in range(2)], cfg, rng)
+    torch.manual_seed(0)
+    net = p2m.Point2MaskNet(1, cfg.widths, cfg.channels, cfg.head_convs, cfg.mask_convs, cfg.roi_size).eval()
+
+    def grads(scale):
+        net.zero_grad()
+        loss, parts = p2m.point2mask_loss(net, batch, "points", params=replace(p2m.LossParams(), feature_grad=scale))
+        loss.backward()
+        return loss.item(), {k: v.grad.clone() for k, v in net.named_parameters() if v.grad is not None}
+
+    loss_1, full = grads(1.0)
+    loss_q, quarter = grads(0.25)
+    loss_0, none = grads(0.0)
+    assert loss_1 == loss_q == loss_0                                      # the forward pass is unchanged
+    mask_key, trunk_key = "mask_head.out.weight", "backbone.stem.0.weight"
+    assert torch.allclose(quarter[mask_key], full[mask_key]) and torch.allclose(none[mask_key], full[mask_key])
+    net.zero_grad()
+    levels, _ = net(batch["image"])
+    sum(p2m.detection_loss(levels, batch["boxes"], batch["ignore"], p2m.DEFAULT_SIZE_RANGES)).backward()
+    detection_only = net.backbone.stem[0].weight.grad
+    assert torch.allclose(none[trunk_key], detection_only, atol=1e-6)    # scale 0: the point loss stays in the head
+    assert torch.allclose(quarter[trunk_key] - detection_only, 0.25 * (full[trunk_key] - detection_only), atol=1e-6)
+
+
 def test_point_loss_ignores_padding_and_points_outside_the_box():
     logits = torch.zeros(2, 1, 4, 4, requires_grad=True)
     boxes = torch.tensor([[0.0, 0.0, 8.0, 8.0], [0.0, 0.0, 8.0, 8.0]])

@@ -127,14 +127,16 @@ def test_train_command_on_a_folder_of_box_point_files(tmp_path):
     result = runner.invoke(train, ["--method", "point2mask", "--images", str(images), "--points",
                                    str(tmp_path / "labels"), "--steps", "1", "--batch", "1", "--workers", "1",
                                    "--cell-diameter", "18", "--init-from", str(tmp_path / "pretrained.pt"),
+                                   "--point-grad", "0.5",
                                    "--out", str(tmp_path / "tuned.pt")])
     assert result.exit_code == 0, result.output
     tuned = torch.load(tmp_path / "tuned.pt", weights_only=False)
     assert tuned["training_data"][1:] == [dict(pretrained["training_data"][0], role="pretraining")]
     assert tuned["config"]["init_from"] == str(tmp_path / "pretrained.pt")
+    assert tuned["config"]["loss"]["feature_grad"] == 0.5
     result = runner.invoke(train, ["--method", "objectness", "--images", str(images), "--points", str(tmp_path),
                                    "--init-from", str(out), "--out", str(tmp_path / "o.pt")])
-    assert result.exit_code != 0 and "--init-from is for --method point2mask" in result.output
+    assert result.exit_code != 0 and "--init-from and --point-grad are for --method point2mask" in result.output
     result = runner.invoke(train, ["--method", "point2mask", "--images", str(images), "--supervision", "full",
                                    "--out", str(out)])
     assert result.exit_code != 0 and "needs --masks" in result.output

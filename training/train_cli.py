@@ -310,6 +310,10 @@ def _prepare_all(worker, jobs: list, workers: int) -> list:
 @click.option("--jitter", default=0.0, show_default=True, help="Gaussian jitter (px) of derived clicks.")
 @click.option("--objectness-w", "objectness_w", multiple=True, metavar="[DATASET=]W",
               help="Objectness decay w, for all images or for one data set (default: tuned per data set).")
+@click.option("--point-grad", type=float, default=None,
+              help="point2mask weak only: how strongly the point loss trains the shared backbone and pyramid "
+              "(its gradient there is multiplied by this; the mask head learns at full strength) "
+              "[the default of training.methods.point2mask.LossParams].")
 @click.option("--init-from", type=click.Path(exists=True, dir_okay=False), default=None,
               help="point2mask only: start from this checkpoint's weights (a network trained before, e.g. on other "
               "data) instead of random ones; its training data are listed as pretraining in the new checkpoint.")
@@ -318,7 +322,7 @@ def _prepare_all(worker, jobs: list, workers: int) -> list:
 def train(datasets, images_dir, points_dir, masks_dir, method, supervision, points_per_cell, aux, weak_loss,
           foreground_source,
           fg_dir, cell_diameter, data_term, labels, count_weight, out, steps, batch, lr, diameter, placement, jitter,
-          objectness_w, init_from, seed, workers):
+          objectness_w, point_grad, init_from, seed, workers):
     """Train a model (objectness, WSISPDR from clicks; canonical shape from foreground masks and counts;
     LACSS from a foreground and locations; Point2Mask from a box and a few labelled clicks per cell) and
     write a checkpoint."""
@@ -328,8 +332,8 @@ def train(datasets, images_dir, points_dir, masks_dir, method, supervision, poin
         raise click.ClickException("this command needs PyTorch: pip install torch==2.13.0 'cellpoint[train]'")
     if not datasets and not images_dir:
         raise click.UsageError("give --dataset and/or --images")
-    if init_from and method != "point2mask":
-        raise click.UsageError("--init-from is for --method point2mask")
+    if (init_from or point_grad is not None) and method != "point2mask":
+        raise click.UsageError("--init-from and --point-grad are for --method point2mask")
     if method == "point2mask":
         from cellpoint.training.train_point2mask import Point2MaskConfig, train_point2mask
         if images_dir and supervision == "weak" and not points_dir:
@@ -340,6 +344,9 @@ def train(datasets, images_dir, points_dir, masks_dir, method, supervision, poin
         cfg = Point2MaskConfig(mode="full" if supervision == "full" else "points", n_points=points_per_cell,
                                steps=steps, batch=batch or Point2MaskConfig.batch, lr=lr or Point2MaskConfig.lr,
                                seed=seed, diameter=diameter or Point2MaskConfig.diameter, init_from=init_from or "")
+        if point_grad is not None:
+            from dataclasses import replace
+            cfg.loss = replace(cfg.loss, feature_grad=point_grad)
         jobs = _point2mask_jobs(datasets, images_dir, points_dir, masks_dir, cfg, seed, cell_diameter)
         worker, run_training = _prepare_point2mask_one, train_point2mask
     elif method == "lacss":

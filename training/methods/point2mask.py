@@ -55,6 +55,7 @@ class LossParams:
     focal_alpha: float = 0.25
     focal_gamma: float = 2.0
     center_radius: float = 1.5       # positives: within this many strides of a box's centre
+    feature_grad: float = 1.0        # scale of the point loss's gradient into the shared features (1: as is)
 
 
 @dataclass(frozen=True)
@@ -397,6 +398,11 @@ def mask_loss(mask_logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
 
 # ---------------------------------------------------------------------------------------- all terms
 
+def scale_gradient(x: torch.Tensor, factor: float) -> torch.Tensor:
+    """x unchanged in the forward pass; the gradient flowing back through it multiplied by `factor`."""
+    return x.detach() + factor * (x - x.detach())
+
+
 def point2mask_loss(net: Point2MaskNet, batch: dict, mode: str, size_ranges=DEFAULT_SIZE_RANGES,
                     params: LossParams = LossParams()) -> tuple[torch.Tensor, dict]:
     """The training loss of one batch and its parts (floats): score + box·GIoU + mask·(point or mask term).
@@ -410,6 +416,8 @@ def point2mask_loss(net: Point2MaskNet, batch: dict, mode: str, size_ranges=DEFA
     loss = l_score + params.box * l_box
     rois = batch["rois"]
     if len(rois):
+        if mode != "full" and params.feature_grad != 1.0:
+            features = scale_gradient(features, params.feature_grad)
         logits = batched_mask_logits(net, features, batch["roi_index"], rois)
         if mode == "full":
             target = mask_targets(batch["labels"], batch["roi_index"], rois, batch["roi_ids"], net.mask_size)
