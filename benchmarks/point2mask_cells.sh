@@ -12,20 +12,24 @@ export OMP_NUM_THREADS=1
 cellpoint train $T --supervision full --out runs/p2m_usiigaci_full.pt &
 cellpoint train $T --points-per-cell 6 --out runs/p2m_usiigaci_p6.pt &
 wait
+# the bundled model: the point loss's gradient into the shared backbone scaled by 0.3 (see the README)
+cellpoint train $T --points-per-cell 6 --point-grad 0.3 --out runs/p2m_usiigaci_p6_g03.pt &
+cellpoint train $T --points-per-cell 6 --point-grad 0.3 --seed 1 --out runs/p2m_usiigaci_p6_s1_g03.pt &
+wait
 for pair in "1 2" "4 8" "10"; do
   for n in $pair; do cellpoint train $T --points-per-cell "$n" --out "runs/p2m_usiigaci_p$n.pt" & done
   wait
 done
 unset OMP_NUM_THREADS
 # each package's score threshold is chosen on the train split
-for run in full p1 p2 p4 p8 p10; do
+for run in full p1 p2 p4 p6 p8 p10 p6_s1_g03; do
   t=$(tuned_threshold "runs/p2m_usiigaci_$run.pt" "p2m-usiigaci-$run" score_threshold "0.2 0.3 0.5 0.7" --dataset usiigaci_phase_contrast)
   cellpoint export "runs/p2m_usiigaci_$run.pt" --out "runs/p2m-usiigaci-$run" --decoder-param score_threshold="$t"
 done
 python -c "import tifffile; from cellpoint.runtime.image_io import read_image; \
 tifffile.imwrite('runs/usiigaci_val3_crop.tif', read_image('$U/train/set6/raw.tif')[256:768, 256:768])"
-t=$(tuned_threshold runs/p2m_usiigaci_p6.pt point2mask-cells-phase score_threshold "0.2 0.3 0.5 0.7" --dataset usiigaci_phase_contrast)
-cellpoint export runs/p2m_usiigaci_p6.pt --out model_cards/point2mask-cells-phase --decoder-param score_threshold="$t" \
+t=$(tuned_threshold runs/p2m_usiigaci_p6_g03.pt point2mask-cells-phase score_threshold "0.2 0.3 0.5 0.7" --dataset usiigaci_phase_contrast)
+cellpoint export runs/p2m_usiigaci_p6_g03.pt --out model_cards/point2mask-cells-phase --decoder-param score_threshold="$t" \
   --description "Phase-contrast whole cells, trained from a box and six labelled clicks per cell (Point2Mask)." \
   --sample runs/usiigaci_val3_crop.tif \
   --sample-source "Usiigaci (OIST), shared val split image 3 (train/set6/raw.tif), crop rows and columns 256:768" \
@@ -33,8 +37,11 @@ cellpoint export runs/p2m_usiigaci_p6.pt --out model_cards/point2mask-cells-phas
 python benchmarks/point2mask.py --name usiigaci --reference "full masks" \
   --package "full masks=runs/p2m-usiigaci-full" --package "box + 1 point=runs/p2m-usiigaci-p1" \
   --package "box + 2 points=runs/p2m-usiigaci-p2" --package "box + 4 points=runs/p2m-usiigaci-p4" \
-  --package "box + 6 points=model_cards/point2mask-cells-phase" --package "box + 8 points=runs/p2m-usiigaci-p8" \
+  --package "box + 6 points=runs/p2m-usiigaci-p6" --package "box + 8 points=runs/p2m-usiigaci-p8" \
   --package "box + 10 points=runs/p2m-usiigaci-p10" --dataset usiigaci_phase_contrast
+python benchmarks/point2mask.py --name usiigaci-point-grad --reference "full masks" \
+  --package "full masks=runs/p2m-usiigaci-full" --package "box + 6 points=runs/p2m-usiigaci-p6" \
+  --package "box + 6 points, point gradient 0.3=model_cards/point2mask-cells-phase" --dataset usiigaci_phase_contrast
 python benchmarks/speed.py --package model_cards/point2mask-cells-phase --repeats 3
 # LIVECell (its own 12 train images) and DSB nuclei (gray_dark): full masks and box + N clicks
 export OMP_NUM_THREADS=1
@@ -85,13 +92,18 @@ for run in full_s1 p6_s1; do
 done
 python benchmarks/point2mask.py --name usiigaci-seed1 --reference "full masks" \
   --package "full masks=runs/p2m-usiigaci-full_s1" --package "box + 6 points=runs/p2m-usiigaci-p6_s1" \
-  --dataset usiigaci_phase_contrast
-# the detector and the mask head measured apart (training checkpoints, PyTorch)
+  --package "box + 6 points, point gradient 0.3=runs/p2m-usiigaci-p6_s1_g03" --dataset usiigaci_phase_contrast
+# the detector and the mask head measured apart (training checkpoints, PyTorch); with the point loss kept
+# out of the backbone altogether (--point-grad 0) for comparison
+OMP_NUM_THREADS=2 cellpoint train $T --points-per-cell 6 --point-grad 0 --out runs/p2m_usiigaci_p6_g0.pt
 python benchmarks/point2mask_stages.py --name usiigaci --dataset usiigaci_phase_contrast \
   --checkpoint "full masks=runs/p2m_usiigaci_full.pt" --checkpoint "box + 6 points=runs/p2m_usiigaci_p6.pt" \
   --checkpoint "full masks, seed 1=runs/p2m_usiigaci_full_s1.pt" --checkpoint "box + 6 points, seed 1=runs/p2m_usiigaci_p6_s1.pt" \
   --checkpoint "full masks, 6000 steps=runs/p2m_usiigaci_full_6k.pt" \
-  --checkpoint "box + 6 points, 6000 steps=runs/p2m_usiigaci_p6_6k.pt"
+  --checkpoint "box + 6 points, 6000 steps=runs/p2m_usiigaci_p6_6k.pt" \
+  --checkpoint "box + 6 points, point gradient 0.3=runs/p2m_usiigaci_p6_g03.pt" \
+  --checkpoint "box + 6 points, point gradient 0.3, seed 1=runs/p2m_usiigaci_p6_s1_g03.pt" \
+  --checkpoint "box + 6 points, point gradient 0=runs/p2m_usiigaci_p6_g0.pt"
 python benchmarks/point2mask_stages.py --name livecell --dataset livecell \
   --checkpoint "full masks=runs/p2m_livecell_full.pt" --checkpoint "box + 6 points=runs/p2m_livecell_p6.pt"
 python benchmarks/point2mask_stages.py --name dsb --dataset dsb2018_bbbc038:gray_dark \
