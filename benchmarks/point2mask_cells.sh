@@ -93,7 +93,7 @@ done
 python benchmarks/point2mask.py --name usiigaci-seed1 --reference "full masks" \
   --package "full masks=runs/p2m-usiigaci-full_s1" --package "box + 6 points=runs/p2m-usiigaci-p6_s1" \
   --package "box + 6 points, point gradient 0.3=runs/p2m-usiigaci-p6_s1_g03" --dataset usiigaci_phase_contrast
-# LIVECell with the bundled model's recipe (--point-grad 0.3), box + 6 clicks
+# LIVECell with the bundled model's recipe (--point-grad 0.3), box + 6 clicks; then
 OMP_NUM_THREADS=2 cellpoint train --method point2mask --dataset livecell --steps 3000 --points-per-cell 6 --point-grad 0.3 \
   --out runs/p2m_livecell_p6_g03.pt
 t=$(tuned_threshold runs/p2m_livecell_p6_g03.pt p2m-livecell-p6_g03 score_threshold "0.2 0.3 0.5 0.7" --dataset livecell)
@@ -101,6 +101,14 @@ cellpoint export runs/p2m_livecell_p6_g03.pt --out runs/p2m-livecell-p6_g03 --de
 python benchmarks/point2mask.py --name livecell-point-grad --reference "full masks" --package "full masks=runs/p2m-livecell-full" \
   --package "box + 6 points=runs/p2m-livecell-p6" --package "box + 6 points, point gradient 0.3=runs/p2m-livecell-p6_g03" \
   --dataset livecell
+# DSB nuclei with the same recipe
+OMP_NUM_THREADS=2 cellpoint train --method point2mask --dataset dsb2018_bbbc038:gray_dark --steps 3000 --points-per-cell 6 \
+  --point-grad 0.3 --out runs/p2m_dsb_p6_g03.pt
+t=$(tuned_threshold runs/p2m_dsb_p6_g03.pt p2m-dsb-p6_g03 score_threshold "0.2 0.3 0.5 0.7" --dataset dsb2018_bbbc038:gray_dark)
+cellpoint export runs/p2m_dsb_p6_g03.pt --out runs/p2m-dsb-p6_g03 --decoder-param score_threshold="$t"
+python benchmarks/point2mask.py --name dsb-point-grad --reference "full masks" --package "full masks=runs/p2m-dsb-full" \
+  --package "box + 6 points=runs/p2m-dsb-p6" --package "box + 6 points, point gradient 0.3=runs/p2m-dsb-p6_g03" \
+  --dataset dsb2018_bbbc038:gray_dark
 # the detector and the mask head measured apart (training checkpoints, PyTorch); with the point loss kept
 # out of the backbone altogether (--point-grad 0) for comparison
 OMP_NUM_THREADS=2 cellpoint train $T --points-per-cell 6 --point-grad 0 --out runs/p2m_usiigaci_p6_g0.pt

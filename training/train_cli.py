@@ -312,8 +312,8 @@ def _prepare_all(worker, jobs: list, workers: int) -> list:
               help="Objectness decay w, for all images or for one data set (default: tuned per data set).")
 @click.option("--point-grad", type=float, default=None,
               help="point2mask weak only: how strongly the point loss trains the shared backbone and pyramid "
-              "(its gradient there is multiplied by this; the mask head learns at full strength) "
-              "[the default of training.methods.point2mask.LossParams].")
+              "(its gradient there is multiplied by this; the mask head learns at full strength). Default 1, the "
+              "paper's; 0.3 helped on whole cells (usiigaci, LIVECell), not on nuclei (README).")
 @click.option("--init-from", type=click.Path(exists=True, dir_okay=False), default=None,
               help="point2mask only: start from this checkpoint's weights (a network trained before, e.g. on other "
               "data) instead of random ones; its training data are listed as pretraining in the new checkpoint.")
