@@ -93,6 +93,19 @@ done
 python benchmarks/point2mask.py --name usiigaci-seed1 --reference "full masks" \
   --package "full masks=runs/p2m-usiigaci-full_s1" --package "box + 6 points=runs/p2m-usiigaci-p6_s1" \
   --package "box + 6 points, point gradient 0.3=runs/p2m-usiigaci-p6_s1_g03" --dataset usiigaci_phase_contrast
+# usiigaci, a third seed: full masks vs box + 6 clicks with --point-grad 0.3
+S2="--method point2mask --dataset usiigaci_phase_contrast --steps 3000 --seed 2"
+export OMP_NUM_THREADS=1
+cellpoint train $S2 --supervision full --out runs/p2m_usiigaci_full_s2.pt &
+cellpoint train $S2 --points-per-cell 6 --point-grad 0.3 --out runs/p2m_usiigaci_p6_s2_g03.pt &
+wait
+unset OMP_NUM_THREADS
+for run in full_s2 p6_s2_g03; do
+  t=$(tuned_threshold "runs/p2m_usiigaci_$run.pt" "p2m-usiigaci-$run" score_threshold "0.2 0.3 0.5 0.7" --dataset usiigaci_phase_contrast)
+  cellpoint export "runs/p2m_usiigaci_$run.pt" --out "runs/p2m-usiigaci-$run" --decoder-param score_threshold="$t"
+done
+python benchmarks/point2mask.py --name usiigaci-seed2 --reference "full masks" --package "full masks=runs/p2m-usiigaci-full_s2" \
+  --package "box + 6 points, point gradient 0.3=runs/p2m-usiigaci-p6_s2_g03" --dataset usiigaci_phase_contrast
 # LIVECell with the bundled model's recipe (--point-grad 0.3), box + 6 clicks; then
 OMP_NUM_THREADS=2 cellpoint train --method point2mask --dataset livecell --steps 3000 --points-per-cell 6 --point-grad 0.3 \
   --out runs/p2m_livecell_p6_g03.pt
