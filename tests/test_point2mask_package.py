@@ -114,7 +114,7 @@ def test_train_command_on_a_folder_of_box_point_files(tmp_path):
     out = tmp_path / "p.pt"
     result = runner.invoke(train, ["--method", "point2mask", "--images", str(images), "--points",
                                    str(tmp_path / "labels"), "--steps", "2", "--batch", "1", "--workers", "1",
-                                   "--cell-diameter", "18", "--out", str(out)])
+                                   "--cell-diameter", "18", "--mask-convs", "2", "--out", str(out)])
     assert result.exit_code == 0, result.output
     assert "preparing 2 images (point2mask, box + points)" in result.output
     assert "skipped unlabelled.tif" in result.output
@@ -134,9 +134,11 @@ def test_train_command_on_a_folder_of_box_point_files(tmp_path):
     assert tuned["training_data"][1:] == [dict(pretrained["training_data"][0], role="pretraining")]
     assert tuned["config"]["init_from"] == str(tmp_path / "pretrained.pt")
     assert tuned["config"]["loss"]["feature_grad"] == 0.5
+    assert ckpt["model"]["mask_convs"] == 2 and tuned["model"]["mask_convs"] == 2   # the start's network
     result = runner.invoke(train, ["--method", "objectness", "--images", str(images), "--points", str(tmp_path),
                                    "--init-from", str(out), "--out", str(tmp_path / "o.pt")])
-    assert result.exit_code != 0 and "--init-from and --point-grad are for --method point2mask" in result.output
+    assert result.exit_code != 0
+    assert "--init-from, --point-grad and --mask-convs are for --method point2mask" in result.output
     result = runner.invoke(train, ["--method", "point2mask", "--images", str(images), "--supervision", "full",
                                    "--out", str(out)])
     assert result.exit_code != 0 and "needs --masks" in result.output

@@ -31,7 +31,7 @@ class Point2MaskConfig:
     widths: tuple = (16, 32, 64, 128)      # backbone widths at strides 2, 4, 8, 16
     channels: int = 32                     # F, pyramid, detection head and mask head channels
     head_convs: int = 2
-    mask_convs: int = 2
+    mask_convs: int = 4                    # 3×3 convs of the mask head (Mask R-CNN's head has 4)
     roi_size: int = 14                     # S; masks are M = 2S = 28 px square
     size_ranges: tuple = method.DEFAULT_SIZE_RANGES
     diameter: float = 32.0                 # canonical cell diameter, px, the network sees

@@ -151,7 +151,7 @@ class DetectionHead(nn.Module):
 class MaskHead(nn.Module):
     """RoI features (N,F,S,S) → mask logits (N,1,2S,2S). No normalisation: RoIs are independent."""
 
-    def __init__(self, channels: int = 32, convs: int = 2):
+    def __init__(self, channels: int = 32, convs: int = 4):
         super().__init__()
         layers = []
         for _ in range(convs):
@@ -172,7 +172,7 @@ class Point2MaskNet(nn.Module):
     (B,F,H/4,W/4) the mask head's input. mask_logits(features (1,F,h,w), boxes (N,4)) → (N,1,M,M)."""
 
     def __init__(self, in_channels: int = 1, widths=(16, 32, 64, 128), channels: int = 32, head_convs: int = 2,
-                 mask_convs: int = 2, roi_size: int = 14):
+                 mask_convs: int = 4, roi_size: int = 14):
         super().__init__()
         self.channels, self.roi_size = channels, roi_size
         self.backbone = Backbone(in_channels, widths)
