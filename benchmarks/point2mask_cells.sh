@@ -73,6 +73,14 @@ for set in livecell dsb; do
     --package "box + 6 points=runs/p2m4-$set-p6" --package "box + 6 points, point gradient 0.3=runs/p2m4-$set-p6_g03" \
     --dataset "$spec"
 done
+# the detector and the mask head measured apart (training checkpoints, PyTorch)
+python benchmarks/point2mask_stages.py --name usiigaci --dataset usiigaci_phase_contrast \
+  --checkpoint "full masks=runs/p2m4_usiigaci_full.pt" --checkpoint "box + 6 points=runs/p2m4_usiigaci_p6.pt" \
+  --checkpoint "box + 6 points, point gradient 0.3=runs/p2m4_usiigaci_p6_g03.pt" \
+  --checkpoint "full masks, seed 1=runs/p2m4_usiigaci_full_s1.pt" \
+  --checkpoint "box + 6 points, point gradient 0.3, seed 1=runs/p2m4_usiigaci_p6_g03_s1.pt" \
+  --checkpoint "full masks, seed 2=runs/p2m4_usiigaci_full_s2.pt" \
+  --checkpoint "box + 6 points, point gradient 0.3, seed 2=runs/p2m4_usiigaci_p6_g03_s2.pt"
 # ---------------------------------------------------------------- part 2: the earlier network (--mask-convs 2)
 T="--mask-convs 2 $T"
 export OMP_NUM_THREADS=1
@@ -181,7 +189,7 @@ python benchmarks/point2mask.py --name dsb-point-grad-2conv --reference "full ma
 # the detector and the mask head measured apart (training checkpoints, PyTorch); with the point loss kept
 # out of the backbone altogether (--point-grad 0) for comparison
 OMP_NUM_THREADS=2 cellpoint train $T --points-per-cell 6 --point-grad 0 --out runs/p2m_usiigaci_p6_g0.pt
-python benchmarks/point2mask_stages.py --name usiigaci --dataset usiigaci_phase_contrast \
+python benchmarks/point2mask_stages.py --name usiigaci-2conv --dataset usiigaci_phase_contrast \
   --checkpoint "full masks=runs/p2m_usiigaci_full.pt" --checkpoint "box + 6 points=runs/p2m_usiigaci_p6.pt" \
   --checkpoint "full masks, seed 1=runs/p2m_usiigaci_full_s1.pt" --checkpoint "box + 6 points, seed 1=runs/p2m_usiigaci_p6_s1.pt" \
   --checkpoint "full masks, 6000 steps=runs/p2m_usiigaci_full_6k.pt" \
