@@ -18,10 +18,11 @@ def fmt(v) -> str:
     return "–" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.3f}"
 
 
-def measure(packages: list[str], datasets: list[str], extra=None) -> dict:
+def measure(packages: list[str], datasets: list[str], extra=None, refine_diameter: bool = False) -> dict:
     """{dataset spec: {label: metrics}} for "LABEL=DIR" packages on "NAME[:KIND,..]" val splits.
 
-    Each image is segmented at the data set's typical cell diameter (median over its train images);
+    Each image is segmented at the data set's typical cell diameter (median over its train images), and
+    with refine_diameter then again at the size of the cells found in it (the runtime's refinement);
     metrics are evaluate_segmenter's plus seconds_per_image (wall, end to end) and, when given,
     extra(segmenter, dataset name, kinds) → dict merged in."""
     results = {}
@@ -32,7 +33,7 @@ def measure(packages: list[str], datasets: list[str], extra=None) -> dict:
             label, _, folder = entry.partition("=")
             seg = Segmenter(folder, device="cpu")
             start = time.perf_counter()
-            m = evaluate_segmenter(seg, name, kinds, "val", diameter)
+            m = evaluate_segmenter(seg, name, kinds, "val", diameter, refine_diameter)
             m = {k: v for k, v in m.items() if not isinstance(v, dict)}
             m["seconds_per_image"] = (time.perf_counter() - start) / max(1, m["n_images"])
             if extra is not None:

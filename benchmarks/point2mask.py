@@ -45,15 +45,21 @@ def main():
     parser.add_argument("--reference", default=None, help="LABEL whose mask AP the others are divided by")
     parser.add_argument("--name", default="point2mask")
     parser.add_argument("--out", default="benchmarks/results")
+    parser.add_argument("--refine-diameter", action="store_true",
+                        help="segment each image again at the size of the cells found in it (default: once, at "
+                        "the data set's typical diameter)")
     args = parser.parse_args()
     command = (f"python benchmarks/point2mask.py --name {args.name}"
                + (f' --reference "{args.reference}"' if args.reference else "") + " "
                + " ".join(f'--package "{p}"' for p in args.package) + " "
-               + " ".join(f"--dataset {d}" for d in args.dataset))
+               + " ".join(f"--dataset {d}" for d in args.dataset)
+               + (" --refine-diameter" if args.refine_diameter else ""))
     preamble = ("Val splits, segmented by each package with the runtime (onnxruntime: detector, NMS in numpy, "
                 "mask head on the kept boxes). pycocotools at LIVECell's settings (maxDets 2000; small < 324 px² "
-                "< medium < 961 px² < large). Annotation cost by Point2Mask's timing model. Command:")
-    results = measure(args.package, args.dataset, extra=annotation_cost)
+                "< medium < 961 px² < large). Annotation cost by Point2Mask's timing model. "
+                + ("Diameter refined per image (the runtime's second pass at the cells' measured size). "
+                   if args.refine_diameter else "") + "Command:")
+    results = measure(args.package, args.dataset, extra=annotation_cost, refine_diameter=args.refine_diameter)
     write_table(args.out, f"point2mask_{args.name}", f"Point2Mask accuracy: {args.name}", preamble, command,
                 COLUMNS, results, args.reference)
 

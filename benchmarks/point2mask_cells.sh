@@ -43,14 +43,37 @@ for pair in "1 2" "4 8" "10"; do
 done
 unset OMP_NUM_THREADS
 # each package's score threshold is chosen on the train split
-for run in full p1 p2 p4 p6 p8 p10 full_s1 p6_g03_s1 full_s2 p6_g03_s2; do
+for run in full p1 p2 p4 p6 p8 p10 p6_g03 full_s1 p6_g03_s1 full_s2 p6_g03_s2; do
   t=$(tuned_threshold "runs/p2m4_usiigaci_$run.pt" "p2m4-usiigaci-$run" score_threshold "0.2 0.3 0.5 0.7" --dataset usiigaci_phase_contrast)
   cellpoint export "runs/p2m4_usiigaci_$run.pt" --out "runs/p2m4-usiigaci-$run" --decoder-param score_threshold="$t"
 done
 python -c "import tifffile; from cellpoint.runtime.image_io import read_image; \
 tifffile.imwrite('runs/usiigaci_val3_crop.tif', read_image('$U/train/set6/raw.tif')[256:768, 256:768])"
-t=$(tuned_threshold runs/p2m4_usiigaci_p6_g03.pt point2mask-cells-phase score_threshold "0.2 0.3 0.5 0.7" --dataset usiigaci_phase_contrast)
-cellpoint export runs/p2m4_usiigaci_p6_g03.pt --out model_cards/point2mask-cells-phase --decoder-param score_threshold="$t" \
+# usiigaci, the diameter refined per image (the runtime's second pass at the cells' measured size): each
+# package's score threshold chosen on train with refinement on; full masks vs box + 6 clicks at
+# --point-grad 0.3, three seeds (the untuned exports are the loop's above; seed 0's click network is bundled)
+for pair in "full p6_g03" "full_s1 p6_g03_s1" "full_s2 p6_g03_s2"; do
+  for run in $pair; do
+    t=$(python benchmarks/tune_decoder.py --package "runs/p2m4-usiigaci-$run-untuned" --name "p2m4-usiigaci-$run-refined" \
+      --param score_threshold --threshold 0.2 0.3 0.5 0.7 --dataset usiigaci_phase_contrast --refine-diameter on \
+      | sed -n 's/^best threshold \([0-9.]*\);.*/\1/p')
+    cellpoint export "runs/p2m4_usiigaci_$run.pt" --out "runs/p2m4-usiigaci-$run-refined" --refine-diameter \
+      --decoder-param score_threshold="$t"
+  done
+done
+python benchmarks/point2mask.py --name usiigaci-refined --reference "full masks, seed 0" --refine-diameter \
+  --package "full masks, seed 0=runs/p2m4-usiigaci-full-refined" \
+  --package "box + 6 points, point gradient 0.3, seed 0=runs/p2m4-usiigaci-p6_g03-refined" \
+  --package "full masks, seed 1=runs/p2m4-usiigaci-full_s1-refined" \
+  --package "box + 6 points, point gradient 0.3, seed 1=runs/p2m4-usiigaci-p6_g03_s1-refined" \
+  --package "full masks, seed 2=runs/p2m4-usiigaci-full_s2-refined" \
+  --package "box + 6 points, point gradient 0.3, seed 2=runs/p2m4-usiigaci-p6_g03_s2-refined" \
+  --dataset usiigaci_phase_contrast
+# the bundled package: seed 0's click network, refining the diameter, at the threshold chosen above
+t=$(sed -n 's/^Best mean F1@0.5 on train: score_threshold = \([0-9.]*\)\.$/\1/p' \
+  benchmarks/results/tune_decoder_p2m4-usiigaci-p6_g03-refined.md)
+cellpoint export runs/p2m4_usiigaci_p6_g03.pt --out model_cards/point2mask-cells-phase --refine-diameter \
+  --decoder-param score_threshold="$t" \
   --description "Phase-contrast whole cells, trained from a box and six labelled clicks per cell (Point2Mask)." \
   --sample runs/usiigaci_val3_crop.tif \
   --sample-source "Usiigaci (OIST), shared val split image 3 (train/set6/raw.tif), crop rows and columns 256:768" \
@@ -62,7 +85,7 @@ python benchmarks/point2mask.py --name usiigaci --reference "full masks" \
   --package "box + 10 points=runs/p2m4-usiigaci-p10" --dataset usiigaci_phase_contrast
 python benchmarks/point2mask.py --name usiigaci-point-grad --reference "full masks" \
   --package "full masks=runs/p2m4-usiigaci-full" --package "box + 6 points=runs/p2m4-usiigaci-p6" \
-  --package "box + 6 points, point gradient 0.3=model_cards/point2mask-cells-phase" --dataset usiigaci_phase_contrast
+  --package "box + 6 points, point gradient 0.3=runs/p2m4-usiigaci-p6_g03" --dataset usiigaci_phase_contrast
 for s in 1 2; do
   python benchmarks/point2mask.py --name "usiigaci-seed$s" --reference "full masks" \
     --package "full masks=runs/p2m4-usiigaci-full_s$s" \
