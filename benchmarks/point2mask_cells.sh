@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
-# Reproduce the bundled point2mask-cells-phase package and the Point2Mask tables. About 4 hours on 2 cores,
+# Reproduce the bundled point2mask-cells-phase package and the Point2Mask tables. About 6 hours on 2 cores,
 # trainings two at a time. Run from the repository root with the train extra installed and ../shared/data.
 # Part 1, the default network (mask head of 4 convs): usiigaci full masks and box + N = 1, 2, 4, 6, 8, 10
 # clicks (Table 2); box + 6 clicks with --point-grad 0.3 over three seeds, seed 0 the bundled model;
-# LIVECell full masks, box + 6 clicks, and with --point-grad 0.3; DSB the same and box + N clicks.
+# LIVECell and DSB: full masks, box + N = 1..10 clicks, and box + 6 clicks with --point-grad 0.3.
 # Part 2, the earlier network (--mask-convs 2): the same usiigaci tables, the full click sweeps on LIVECell
 # and DSB, and the checks (6,000 steps, the two stages apart, pretraining) the README quotes.
 set -euo pipefail
@@ -35,11 +35,15 @@ for set in livecell dsb; do
   wait
   cellpoint train $P --points-per-cell 6 --point-grad 0.3 --out "runs/p2m4_${set}_p6_g03.pt"
 done
-# DSB: the whole click sweep
-D="--method point2mask --dataset dsb2018_bbbc038:gray_dark --steps 3000"
-for pair in "1 2" "4 8" "10"; do
-  for n in $pair; do cellpoint train $D --points-per-cell "$n" --out "runs/p2m4_dsb_p$n.pt" & done
-  wait
+# LIVECell and DSB: the whole click sweep
+for set in livecell dsb; do
+  spec=$([ "$set" = dsb ] && echo dsb2018_bbbc038:gray_dark || echo livecell)
+  for pair in "1 2" "4 8" "10"; do
+    for n in $pair; do
+      cellpoint train --method point2mask --dataset "$spec" --steps 3000 --points-per-cell "$n" --out "runs/p2m4_${set}_p$n.pt" &
+    done
+    wait
+  done
 done
 unset OMP_NUM_THREADS
 # each package's score threshold is chosen on the train split
@@ -94,21 +98,20 @@ done
 python benchmarks/speed.py --package model_cards/point2mask-cells-phase --repeats 3
 for set in livecell dsb; do
   spec=$([ "$set" = dsb ] && echo dsb2018_bbbc038:gray_dark || echo livecell)
-  runs=$([ "$set" = dsb ] && echo "full p1 p2 p4 p6 p8 p10 p6_g03" || echo "full p6 p6_g03")
-  for run in $runs; do
+  for run in full p1 p2 p4 p6 p8 p10 p6_g03; do
     t=$(tuned_threshold "runs/p2m4_${set}_$run.pt" "p2m4-$set-$run" score_threshold "0.2 0.3 0.5 0.7" --dataset "$spec")
     cellpoint export "runs/p2m4_${set}_$run.pt" --out "runs/p2m4-$set-$run" --decoder-param score_threshold="$t"
   done
 done
-python benchmarks/point2mask.py --name livecell --reference "full masks" --package "full masks=runs/p2m4-livecell-full" \
-  --package "box + 6 points=runs/p2m4-livecell-p6" --package "box + 6 points, point gradient 0.3=runs/p2m4-livecell-p6_g03" \
-  --dataset livecell
-python benchmarks/point2mask.py --name dsb --reference "full masks" \
-  --package "full masks=runs/p2m4-dsb-full" --package "box + 1 point=runs/p2m4-dsb-p1" \
-  --package "box + 2 points=runs/p2m4-dsb-p2" --package "box + 4 points=runs/p2m4-dsb-p4" \
-  --package "box + 6 points=runs/p2m4-dsb-p6" --package "box + 8 points=runs/p2m4-dsb-p8" \
-  --package "box + 10 points=runs/p2m4-dsb-p10" --package "box + 6 points, point gradient 0.3=runs/p2m4-dsb-p6_g03" \
-  --dataset dsb2018_bbbc038:gray_dark
+for set in livecell dsb; do
+  spec=$([ "$set" = dsb ] && echo dsb2018_bbbc038:gray_dark || echo livecell)
+  python benchmarks/point2mask.py --name "$set" --reference "full masks" \
+    --package "full masks=runs/p2m4-$set-full" --package "box + 1 point=runs/p2m4-$set-p1" \
+    --package "box + 2 points=runs/p2m4-$set-p2" --package "box + 4 points=runs/p2m4-$set-p4" \
+    --package "box + 6 points=runs/p2m4-$set-p6" --package "box + 8 points=runs/p2m4-$set-p8" \
+    --package "box + 10 points=runs/p2m4-$set-p10" --package "box + 6 points, point gradient 0.3=runs/p2m4-$set-p6_g03" \
+    --dataset "$spec"
+done
 # the detector and the mask head measured apart (training checkpoints, PyTorch)
 python benchmarks/point2mask_stages.py --name usiigaci --dataset usiigaci_phase_contrast \
   --checkpoint "full masks=runs/p2m4_usiigaci_full.pt" --checkpoint "box + 6 points=runs/p2m4_usiigaci_p6.pt" \
