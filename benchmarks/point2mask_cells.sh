@@ -2,7 +2,7 @@
 # Reproduce the bundled point2mask-cells-phase package and the Point2Mask tables. About 6 hours on 2 cores,
 # trainings two at a time. Run from the repository root with the train extra installed and ../shared/data.
 # Part 1, the default network (mask head of 4 convs): usiigaci full masks and box + N = 1, 2, 4, 6, 8, 10
-# clicks (Table 2); box + 6 clicks with --point-grad 0.3 over three seeds, seed 0 the bundled model;
+# clicks (Table 2); box + 6 clicks with --point-grad 0.3 over five seeds, seed 0 the bundled model;
 # LIVECell and DSB: full masks, box + N = 1..10 clicks, and box + 6 clicks with --point-grad 0.3.
 # Part 2, the earlier network (--mask-convs 2): the same usiigaci tables, the full click sweeps on LIVECell
 # and DSB, and the checks (6,000 steps, the two stages apart, pretraining) the README quotes.
@@ -13,7 +13,8 @@ U=../shared/data/usiigaci_phase_contrast
 T="--method point2mask --dataset usiigaci_phase_contrast --steps 3000"
 export OMP_NUM_THREADS=1
 # ---------------------------------------------------------------- part 1: the default network
-for pair in "full p6_g03" "p6_g03_s1 full_s1" "p6_g03_s2 full_s2" "p6 p1" "p2 p4" "p8 p10"; do
+for pair in "full p6_g03" "p6_g03_s1 full_s1" "p6_g03_s2 full_s2" "p6_g03_s3 full_s3" "p6_g03_s4 full_s4" \
+    "p6 p1" "p2 p4" "p8 p10"; do
   for run in $pair; do
     case $run in
       full) labels="--supervision full";;
@@ -47,7 +48,7 @@ for set in livecell dsb; do
 done
 unset OMP_NUM_THREADS
 # each package's score threshold is chosen on the train split
-for run in full p1 p2 p4 p6 p8 p10 p6_g03 full_s1 p6_g03_s1 full_s2 p6_g03_s2; do
+for run in full p1 p2 p4 p6 p8 p10 p6_g03 full_s1 p6_g03_s1 full_s2 p6_g03_s2 full_s3 p6_g03_s3 full_s4 p6_g03_s4; do
   t=$(tuned_threshold "runs/p2m4_usiigaci_$run.pt" "p2m4-usiigaci-$run" score_threshold "0.2 0.3 0.5 0.7" --dataset usiigaci_phase_contrast)
   cellpoint export "runs/p2m4_usiigaci_$run.pt" --out "runs/p2m4-usiigaci-$run" --decoder-param score_threshold="$t"
 done
@@ -55,15 +56,13 @@ python -c "import tifffile; from cellpoint.runtime.image_io import read_image; \
 tifffile.imwrite('runs/usiigaci_val3_crop.tif', read_image('$U/train/set6/raw.tif')[256:768, 256:768])"
 # usiigaci, the diameter refined per image (the runtime's second pass at the cells' measured size): each
 # package's score threshold chosen on train with refinement on; full masks vs box + 6 clicks at
-# --point-grad 0.3, three seeds (the untuned exports are the loop's above; seed 0's click network is bundled)
-for pair in "full p6_g03" "full_s1 p6_g03_s1" "full_s2 p6_g03_s2"; do
-  for run in $pair; do
-    t=$(python benchmarks/tune_decoder.py --package "runs/p2m4-usiigaci-$run-untuned" --name "p2m4-usiigaci-$run-refined" \
-      --param score_threshold --threshold 0.2 0.3 0.5 0.7 --dataset usiigaci_phase_contrast --refine-diameter on \
-      | sed -n 's/^best threshold \([0-9.]*\);.*/\1/p')
-    cellpoint export "runs/p2m4_usiigaci_$run.pt" --out "runs/p2m4-usiigaci-$run-refined" --refine-diameter \
-      --decoder-param score_threshold="$t"
-  done
+# --point-grad 0.3, five seeds (the untuned exports are the loop's above; seed 0's click network is bundled)
+for run in full p6_g03 full_s1 p6_g03_s1 full_s2 p6_g03_s2 full_s3 p6_g03_s3 full_s4 p6_g03_s4; do
+  t=$(python benchmarks/tune_decoder.py --package "runs/p2m4-usiigaci-$run-untuned" --name "p2m4-usiigaci-$run-refined" \
+    --param score_threshold --threshold 0.2 0.3 0.5 0.7 --dataset usiigaci_phase_contrast --refine-diameter on \
+    | sed -n 's/^best threshold \([0-9.]*\);.*/\1/p')
+  cellpoint export "runs/p2m4_usiigaci_$run.pt" --out "runs/p2m4-usiigaci-$run-refined" --refine-diameter \
+    --decoder-param score_threshold="$t"
 done
 python benchmarks/point2mask.py --name usiigaci-refined --reference "full masks, seed 0" --refine-diameter \
   --package "full masks, seed 0=runs/p2m4-usiigaci-full-refined" \
@@ -72,6 +71,10 @@ python benchmarks/point2mask.py --name usiigaci-refined --reference "full masks,
   --package "box + 6 points, point gradient 0.3, seed 1=runs/p2m4-usiigaci-p6_g03_s1-refined" \
   --package "full masks, seed 2=runs/p2m4-usiigaci-full_s2-refined" \
   --package "box + 6 points, point gradient 0.3, seed 2=runs/p2m4-usiigaci-p6_g03_s2-refined" \
+  --package "full masks, seed 3=runs/p2m4-usiigaci-full_s3-refined" \
+  --package "box + 6 points, point gradient 0.3, seed 3=runs/p2m4-usiigaci-p6_g03_s3-refined" \
+  --package "full masks, seed 4=runs/p2m4-usiigaci-full_s4-refined" \
+  --package "box + 6 points, point gradient 0.3, seed 4=runs/p2m4-usiigaci-p6_g03_s4-refined" \
   --dataset usiigaci_phase_contrast
 # the bundled package: seed 0's click network, refining the diameter, at the threshold chosen above
 t=$(sed -n 's/^Best mean F1@0.5 on train: score_threshold = \([0-9.]*\)\.$/\1/p' \
@@ -90,7 +93,7 @@ python benchmarks/point2mask.py --name usiigaci --reference "full masks" \
 python benchmarks/point2mask.py --name usiigaci-point-grad --reference "full masks" \
   --package "full masks=runs/p2m4-usiigaci-full" --package "box + 6 points=runs/p2m4-usiigaci-p6" \
   --package "box + 6 points, point gradient 0.3=runs/p2m4-usiigaci-p6_g03" --dataset usiigaci_phase_contrast
-for s in 1 2; do
+for s in 1 2 3 4; do
   python benchmarks/point2mask.py --name "usiigaci-seed$s" --reference "full masks" \
     --package "full masks=runs/p2m4-usiigaci-full_s$s" \
     --package "box + 6 points, point gradient 0.3=runs/p2m4-usiigaci-p6_g03_s$s" --dataset usiigaci_phase_contrast
