@@ -3,7 +3,8 @@
 # trainings two at a time. Run from the repository root with the train extra installed and ../shared/data.
 # Part 1, the default network (mask head of 4 convs): usiigaci full masks and box + N = 1, 2, 4, 6, 8, 10
 # clicks (Table 2); box + 6 clicks with --point-grad 0.3 over five seeds, seed 0 the bundled model;
-# LIVECell and DSB: full masks, box + N = 1..10 clicks, and box + 6 clicks with --point-grad 0.3.
+# LIVECell and DSB: full masks, box + N = 1..10 clicks, and box + 6 clicks with --point-grad 0.3;
+# usiigaci from half its train images, two seeds.
 # Part 2, the earlier network (--mask-convs 2): the same usiigaci tables, the full click sweeps on LIVECell
 # and DSB, and the checks (6,000 steps, the two stages apart, pretraining) the README quotes.
 set -euo pipefail
@@ -123,6 +124,43 @@ python benchmarks/point2mask_stages.py --name usiigaci --dataset usiigaci_phase_
   --checkpoint "box + 6 points, point gradient 0.3, seed 1=runs/p2m4_usiigaci_p6_g03_s1.pt" \
   --checkpoint "full masks, seed 2=runs/p2m4_usiigaci_full_s2.pt" \
   --checkpoint "box + 6 points, point gradient 0.3, seed 2=runs/p2m4_usiigaci_p6_g03_s2.pt"
+# usiigaci, half the train split (every other train image: 8 images, 521 cells) — does the ratio depend on
+# how many labelled cells the network trains from? Full masks vs box + 6 clicks at --point-grad 0.3, two seeds
+python - <<'PY'
+from pathlib import Path
+import tifffile
+from cellpoint.training.datasets import list_samples, load_sample
+from cellpoint.training.labels_cli import _unique_stems
+out = Path("runs/usiigaci_half")
+(out / "images").mkdir(parents=True, exist_ok=True)
+(out / "masks").mkdir(exist_ok=True)
+samples = list_samples("usiigaci_phase_contrast", "train")
+for s, stem in list(zip(samples, _unique_stems([s.file_name for s in samples])))[::2]:
+    image, labels = load_sample(s)
+    tifffile.imwrite(out / "images" / f"{stem}.tif", image)
+    tifffile.imwrite(out / "masks" / f"{stem}.tif", labels.astype("uint16"))
+PY
+export OMP_NUM_THREADS=1
+H="--method point2mask --images runs/usiigaci_half/images --steps 3000"
+for s in 0 1; do
+  cellpoint labels --label-dir runs/usiigaci_half/masks --kind box-points --n-points 6 --seed $s \
+    --out runs/usiigaci_half/points_s$s > /dev/null
+  cellpoint train $H --masks runs/usiigaci_half/masks --supervision full --seed $s --out "runs/p2m4_usiigaci_half_full_s$s.pt" &
+  cellpoint train $H --points runs/usiigaci_half/points_s$s --points-per-cell 6 --point-grad 0.3 --seed $s \
+    --out "runs/p2m4_usiigaci_half_p6_g03_s$s.pt" &
+  wait
+done
+unset OMP_NUM_THREADS
+for run in half_full_s0 half_p6_g03_s0 half_full_s1 half_p6_g03_s1; do
+  t=$(tuned_threshold "runs/p2m4_usiigaci_$run.pt" "p2m4-usiigaci-$run" score_threshold "0.2 0.3 0.5 0.7" --dataset usiigaci_phase_contrast)
+  cellpoint export "runs/p2m4_usiigaci_$run.pt" --out "runs/p2m4-usiigaci-$run" --decoder-param score_threshold="$t"
+done
+python benchmarks/point2mask.py --name usiigaci-half-train --reference "full masks, half the train images, seed 0" \
+  --package "full masks, half the train images, seed 0=runs/p2m4-usiigaci-half_full_s0" \
+  --package "box + 6 points, point gradient 0.3, half the train images, seed 0=runs/p2m4-usiigaci-half_p6_g03_s0" \
+  --package "full masks, half the train images, seed 1=runs/p2m4-usiigaci-half_full_s1" \
+  --package "box + 6 points, point gradient 0.3, half the train images, seed 1=runs/p2m4-usiigaci-half_p6_g03_s1" \
+  --dataset usiigaci_phase_contrast
 # ---------------------------------------------------------------- part 2: the earlier network (--mask-convs 2)
 T="--mask-convs 2 $T"
 export OMP_NUM_THREADS=1
