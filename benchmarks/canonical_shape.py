@@ -52,11 +52,10 @@ def main():
             for entry in args.package:
                 label, _, folder = entry.partition("=")
                 segmenter = Segmenter(folder, device="cpu")
-                merge_ratio = segmenter.decoder_params["containment_merge"]
+                merge_ratio = segmenter.decoder_params.containment_merge
                 for merge in (False, True):
-                    segmenter.decoder_params = dict(segmenter.decoder_params,
-                                                    containment_merge=merge_ratio if merge else None)
-                    metrics = evaluate_segmenter(segmenter, name, kinds, "val", diameter, refine)
+                    variant = segmenter.with_decoder_params(containment_merge=merge_ratio if merge else None)
+                    metrics = evaluate_segmenter(variant, name, kinds, "val", diameter, refine)
                     key = f"{label}{' + P' if merge else ''} | {'refined per image' if refine else 'fixed'}"
                     results.setdefault(spec, {})[key] = {k: v for k, v in metrics.items() if not isinstance(v, dict)}
                     print(spec, key, {k: fmt(results[spec][key].get(k)) for k, _ in COLUMNS}, flush=True)
@@ -68,7 +67,7 @@ def main():
              + " ".join(f'--package "{p}"' for p in args.package) + " "
              + " ".join(f"--dataset {d}" for d in args.dataset)
              + (f" --start-diameter {args.start_diameter}" if args.start_diameter != "masks" else "")
-             + (f" --name {args.name}" if args.name != "canonical_shape" else ""), "```", "",
+             + (f" --name {args.name}" if args.name != parser.get_default("name") else ""), "```", "",
              "| data set (val) | model | diameter mode | start diameter px | " + " | ".join(c[1] for c in COLUMNS) + " |",
              "|---|---|---|---|" + "---|" * len(COLUMNS)]
     for spec, by_label in results.items():

@@ -13,8 +13,8 @@ import numpy as np
 from cellpoint.runtime.normalize import normalize_percentile
 from cellpoint.training.datasets import list_samples, load_sample, parse_dataset_spec
 from cellpoint.training.evaluation import matching_metrics
-from cellpoint.training.objectness import objectness_targets
-from cellpoint.training.train_cli import OBJECTNESS_W
+from cellpoint.training.methods.objectness.regions import objectness_targets
+from cellpoint.training.methods.objectness.config import OBJECTNESS_W
 from cellpoint.training.weak_labels import points_from_labels
 
 SETS = ["dsb2018_bbbc038:gray_dark", "coelho2009_u2os_nih3t3"]

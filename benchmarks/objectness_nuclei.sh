@@ -7,7 +7,7 @@ DSB=../shared/data/dsb2018_bbbc038/stage1_train
 S1=$DSB/2cfa61bef6542dd359717e9131ce6f076c415a3bd7f48cb093b0d7f3b2ca785d/images/2cfa61bef6542dd359717e9131ce6f076c415a3bd7f48cb093b0d7f3b2ca785d.png
 S2=$DSB/573e1480b500c395f8d3f1800e1998bf553af0d3d43039333d33cf37d08f64e5/images/573e1480b500c395f8d3f1800e1998bf553af0d3d43039333d33cf37d08f64e5.png
 mkdir -p runs
-python benchmarks/tune_objectness.py   # how the per-data-set objectness w in training/train_cli.py were chosen
+python benchmarks/tune_objectness.py   # how the per-data-set objectness w in training/methods/objectness/config.py were chosen
 cellpoint train "${SETS[@]}" --labels points --steps 5000 --out runs/nuclei_points.pt
 cellpoint train "${SETS[@]}" --labels full --steps 5000 --out runs/nuclei_full.pt
 # the foreground threshold is chosen on the train split (val stays for reporting)

@@ -32,8 +32,8 @@ def train_cells(dataset: str, kinds) -> int:
 
 def annotation_cost(seg, dataset: str, kinds) -> dict:
     """{"cost": seconds per cell (str), "hours": train-split annotation hours} from the package's card."""
-    config = seg.package.card["training"]["config"]
-    kind = "full" if config.get("mode") == "full" else seg.package.card["label_kind"]
+    config = seg.package.card.training["config"]
+    kind = "full" if config.get("mode") == "full" else seg.package.card.label_kind
     seconds = seconds_per_cell(kind, int(config.get("n_points", 0)) if kind == "box-points" else 0)
     return {"cost": f"{seconds:g}", "hours": seconds * train_cells(dataset, kinds) / 3600.0}
 

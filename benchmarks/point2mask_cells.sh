@@ -130,7 +130,7 @@ python - <<'PY'
 from pathlib import Path
 import tifffile
 from cellpoint.training.datasets import list_samples, load_sample
-from cellpoint.training.labels_cli import _unique_stems
+from cellpoint.training.cli.labels import _unique_stems
 out = Path("runs/usiigaci_half")
 (out / "images").mkdir(parents=True, exist_ok=True)
 (out / "masks").mkdir(exist_ok=True)

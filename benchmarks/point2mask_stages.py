@@ -5,7 +5,7 @@
 
 For each training checkpoint (PyTorch, so run with the train extra), every val image is rescaled as the
 runtime does (the data set's typical cell diameter, from its train split, to the network's) and:
-- detector: the runtime's box decoding (`runtime.box_masks.detect_boxes`, the checkpoint's decoder limits,
+- detector: the runtime's box decoding (`runtime.decoders.box_masks.detect_boxes`, the checkpoint's decoder limits,
   score threshold lowered to 0.05 so the whole precision-recall curve counts) → COCO box AP with the
   detection scores (pycocotools, LIVECell's settings);
 - mask head: given the ground-truth box of every val cell, the mask it predicts (pasted as the runtime
@@ -18,15 +18,17 @@ import argparse
 import json
 from pathlib import Path
 
+import msgspec
 import numpy as np
 import torch
 
-from cellpoint.runtime.box_masks import detect_boxes, paste_patch
+from cellpoint.runtime.decoders.box_masks import BoxMasksParams, detect_boxes, paste_patch
+from cellpoint.training.checkpoint import load_checkpoint
 from cellpoint.training.datasets import list_samples, load_coco, load_sample, parse_dataset_spec
 from cellpoint.training.evaluation import coco_mask_ap
-from cellpoint.training.methods import point2mask as method
-from cellpoint.training.train_point2mask import (Point2MaskConfig, box_points_arrays, build_point2mask_network,
-                                                 prepare_point2mask_example)
+from cellpoint.training.methods.point2mask.config import MULTIPLE, STRIDES, Point2MaskConfig
+from cellpoint.training.methods.point2mask.data import box_points_arrays, prepare_example
+from cellpoint.training.methods.point2mask.train import build_network
 from cellpoint.training.validate import dataset_diameter
 from cellpoint.training.weak_labels import box_points_from_labels
 
@@ -34,10 +36,10 @@ DETECTION_THRESHOLD = 0.05
 
 
 def _network_input(example: dict) -> torch.Tensor:
-    """(C,H,W) float32 → (1,C,H',W') zero-padded to multiples of method.MULTIPLE."""
+    """(C,H,W) float32 → (1,C,H',W') zero-padded to multiples of MULTIPLE."""
     image = torch.from_numpy(example["image"])[None]
     h, w = image.shape[-2:]
-    pad_h, pad_w = -h % method.MULTIPLE, -w % method.MULTIPLE
+    pad_h, pad_w = -h % MULTIPLE, -w % MULTIPLE
     return torch.nn.functional.pad(image, (0, pad_w, 0, pad_h))
 
 
@@ -62,23 +64,23 @@ def mask_iou_on_true_boxes(net, example: dict, threshold: float) -> list[float]:
     return ious
 
 
-def detections(net, example: dict, decoder: dict) -> tuple[np.ndarray, np.ndarray]:
+def detections(net, example: dict, decoder: BoxMasksParams) -> tuple[np.ndarray, np.ndarray]:
     """The runtime's boxes for one example → (boxes float64 (D,4) x0, y0, x1, y1 in the ORIGINAL image's
     px, scores float32 (D,))."""
     with torch.no_grad():
         levels, _ = net(_network_input(example))
     maps = {}
-    for stride, (score, dist) in zip(method.STRIDES, levels):
+    for stride, (score, dist) in zip(STRIDES, levels):
         maps[f"score_s{stride}"] = torch.sigmoid(score)[0].numpy()
         maps[f"boxes_s{stride}"] = dist[0].numpy()
-    boxes, scores = detect_boxes(maps, dict(decoder, score_threshold=DETECTION_THRESHOLD))
+    boxes, scores = detect_boxes(maps, msgspec.structs.replace(decoder, score_threshold=DETECTION_THRESHOLD))
     return (boxes + 0.5) / example["scale"] - 0.5, scores
 
 
 def measure_stages(checkpoint: dict, dataset: str, kinds) -> dict:
     """{"box_AP", "box_AP50", "box_AP75", "mask_iou_true_boxes", "cells"} on the data set's val split."""
-    net = build_point2mask_network(checkpoint)
-    decoder = checkpoint["decoder"]
+    net = build_network(checkpoint)
+    decoder = msgspec.convert(checkpoint["decoder"]["params"], BoxMasksParams)
     cfg = Point2MaskConfig(mode="full", diameter=checkpoint["diameter"])
     diameter = dataset_diameter(dataset, kinds)
     coco = load_coco(dataset)
@@ -87,8 +89,8 @@ def measure_stages(checkpoint: dict, dataset: str, kinds) -> dict:
     for sample in samples:
         image, labels = load_sample(sample)
         boxes, _, _, ids = box_points_arrays(box_points_from_labels(labels, 1))
-        example = prepare_point2mask_example(image, boxes, None, None, labels, diameter, cfg, ids)
-        ious += mask_iou_on_true_boxes(net, example, float(decoder["mask_threshold"]))
+        example = prepare_example(image, boxes, None, None, labels, diameter, cfg, ids)
+        ious += mask_iou_on_true_boxes(net, example, float(decoder.mask_threshold))
         found, scores = detections(net, example, decoder)
         results += [{"image_id": sample.image_id, "category_id": 1, "score": float(s),
                      "bbox": [float(b[0] + 0.5), float(b[1] + 0.5), float(b[2] - b[0]), float(b[3] - b[1])]}
@@ -112,7 +114,7 @@ def main():
     rows = {}
     for entry in args.checkpoint:
         label, _, path = entry.partition("=")
-        rows[label] = measure_stages(torch.load(path, map_location="cpu", weights_only=False), name, kinds)
+        rows[label] = measure_stages(load_checkpoint(path), name, kinds)
         print(label, {k: round(v, 4) for k, v in rows[label].items()}, flush=True)
     command = (f"python benchmarks/point2mask_stages.py --name {args.name} --dataset {args.dataset} "
                + " ".join(f'--checkpoint "{c}"' for c in args.checkpoint))

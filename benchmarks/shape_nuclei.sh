@@ -8,8 +8,8 @@ DSB=../shared/data/dsb2018_bbbc038/stage1_train
 S1=$DSB/2cfa61bef6542dd359717e9131ce6f076c415a3bd7f48cb093b0d7f3b2ca785d/images/2cfa61bef6542dd359717e9131ce6f076c415a3bd7f48cb093b0d7f3b2ca785d.png
 mkdir -p runs
 # from each image's foreground mask and per-crop cell counts only; then the paper's ablation without L_cnt
-cellpoint train --method canonical-shape "${SETS[@]}" --steps 3000 --out runs/shape_count.pt
-cellpoint train --method canonical-shape "${SETS[@]}" --steps 3000 --count-weight 0 --out runs/shape_nocount.pt
+cellpoint train --method canonical_shape "${SETS[@]}" --steps 3000 --out runs/shape_count.pt
+cellpoint train --method canonical_shape "${SETS[@]}" --steps 3000 --count-weight 0 --out runs/shape_nocount.pt
 # the decoder thresholds, checked on the train split (val stays for reporting): they hardly matter, 0.5 is kept
 cellpoint export runs/shape_count.pt --out runs/shape-nuclei-untuned
 python benchmarks/tune_decoder.py --package runs/shape-nuclei-untuned --name shape-nuclei \

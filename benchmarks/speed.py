@@ -46,11 +46,9 @@ def instrument(seg: Segmenter, engine) -> dict:
             return result
         return call
 
-    seg.network_input = timed("normalise", seg.network_input)
+    seg._network_input = timed("normalise", seg._network_input)
     seg._predict = timed("network", seg._predict)
-    for graph in seg.package.card.get("graphs", {}):
-        session = seg._graph(graph)
-
+    for graph, session in list(seg._graphs.items()):
         class TimedSession:  # the decoders only call .run
             run = staticmethod(timed("per_cell", session.run))
         seg._graphs[graph] = TimedSession()
@@ -89,14 +87,18 @@ def main():
     args = parser.parse_args()
 
     seg = Segmenter(args.package, device="cpu", tile=args.tile)
-    sample_file = Path(args.package) / seg.package.card["samples"][0]["input"]
+    sample_file = Path(args.package) / seg.package.card.samples[0].input
     sample = read_image(sample_file)
     engines = {"onnxruntime": seg._run}
     if args.checkpoint:
         import torch
-        from cellpoint.export.onnx_export import export_module
+        from cellpoint.training.checkpoint import load_checkpoint
+        from cellpoint.training.methods import get_method
         torch.set_num_threads(os.cpu_count() or 1)
-        module, outputs = export_module(torch.load(args.checkpoint, map_location="cpu", weights_only=False))
+        checkpoint = load_checkpoint(args.checkpoint)
+        probe = normalize_percentile(to_channels_first(sample, checkpoint["model"]["in_channels"]))[None, :, :64, :64]
+        plan = get_method(checkpoint["method"]).export(checkpoint, np.ascontiguousarray(probe))
+        module, outputs = plan.module, plan.outputs
 
         def torch_run(batch):
             with torch.no_grad():

@@ -41,7 +41,7 @@ def main():
     seg = Segmenter(args.package, device="cpu")
     for item in args.set:
         key, _, value = item.partition("=")
-        seg.decoder_params = dict(seg.decoder_params, **{key: json.loads(value)})
+        seg = seg.with_decoder_params(**{key: json.loads(value)})
     lines = [f"# Decoder parameter `{args.param}` of {args.name}, chosen on the train split", "",
              f"Command: `python benchmarks/tune_decoder.py --package <exported package> --name {args.name} "
              f"--param {args.param} --threshold {' '.join(map(str, args.threshold))}"
@@ -50,8 +50,9 @@ def main():
              f"| {args.param} | " + " | ".join(f"{s} F1@0.5 | {s} AP" for s in sets) + " | mean F1@0.5 |",
              "|---|" + "---|---|" * len(sets) + "---|"]
     best = None
+    base = seg
     for t in args.threshold:
-        seg.decoder_params = dict(seg.decoder_params, **{args.param: t})
+        seg = base.with_decoder_params(**{args.param: t})
         cells, f1s = [], []
         for spec in sets:
             name, kinds = parse_dataset_spec(spec)

@@ -5,7 +5,7 @@ click) against the masks by F1 at IoU 0.5, on a subset of train images (every `-
 
     python benchmarks/tune_objectness.py
 
-Writes benchmarks/results/tune_objectness.md; the chosen values live in training/train_cli.py."""
+Writes benchmarks/results/tune_objectness.md; the chosen values live in training/methods/objectness/config.py."""
 from __future__ import annotations
 
 import argparse
@@ -16,7 +16,7 @@ import numpy as np
 from cellpoint.runtime.normalize import normalize_percentile
 from cellpoint.training.datasets import list_samples, load_sample, parse_dataset_spec
 from cellpoint.training.evaluation import matching_metrics
-from cellpoint.training.objectness import anisotropic_diffusion, grow_regions
+from cellpoint.training.methods.objectness.regions import anisotropic_diffusion, grow_regions
 from cellpoint.training.weak_labels import points_from_labels
 
 GRID = {"dsb2018_bbbc038:gray_dark": (4, [100, 150, 200, 250, 300]),
@@ -29,7 +29,7 @@ def main():
     args = parser.parse_args()
     lines = ["# Objectness decay w: F1@0.5 of the objectness regions on train images", "",
              "Command: `python benchmarks/tune_objectness.py` (Perona–Malik diffusion: the defaults of "
-             "`training/objectness.py`)", "", "| data set | train images used | w → F1@0.5 |", "|---|---|---|"]
+             "`training/methods/objectness/regions.py`)", "", "| data set | train images used | w → F1@0.5 |", "|---|---|---|"]
     for spec, (stride, ws) in GRID.items():
         name, kinds = parse_dataset_spec(spec)
         grown = []

@@ -14,8 +14,9 @@ import json
 from pathlib import Path
 
 from cellpoint.runtime import Segmenter
-from cellpoint.runtime.detection_response import (data_image, decode_detection_response, resize_labels,
-                                                  windowed_contributions)
+from cellpoint.runtime.decoders.detection_response import (data_image, decode_detection_response,
+                                                           windowed_contributions)
+from cellpoint.runtime.labels import resize_labels
 from cellpoint.training.datasets import list_samples, load_sample, parse_dataset_spec
 from cellpoint.training.evaluation import matching_metrics
 from cellpoint.training.validate import dataset_diameter
@@ -32,12 +33,11 @@ def main():
     name, kinds = parse_dataset_spec(args.dataset)
     diameter = round(dataset_diameter(name, kinds), 1)
     seg = Segmenter(args.package, device="cpu")
-    session = seg._graph("contributions")
-    multiple = int(seg.package.card["tiling"]["multiple"])
+    multiple = int(seg.package.card.tiling.multiple)
     cache = []
     for s in list_samples(name, "train", kinds)[:args.images]:
         image, labels = load_sample(s)
-        x, _ = seg.network_input(image, diameter)
+        x, _ = seg._network_input(image, diameter)
         cache.append((image.shape, labels, x, seg._predict(x)["likelihood"][0]))
     grid = json.loads(args.grid)
     out = Path("benchmarks/results") / f"tune_wsispdr_{args.name}.md"
@@ -45,15 +45,15 @@ def main():
                                      f"First {args.images} train images of {args.dataset}, diameter {diameter} px.", "",
                                      "| parameters | mean Dice | F1@0.5 | instances / GT |", "|---|---|---|---|"]
     for values in itertools.product(*grid.values()):
-        params = dict(seg.decoder_params, **dict(zip(grid, values)))
+        params = seg.with_decoder_params(**dict(zip(grid, values))).decoder_params
         gts, preds = [], []
         for shape, labels, x, likelihood in cache:
             def contributions(regions, seed_values, x=x):
                 return windowed_contributions(
-                    lambda a, b: session.run(["contributions"], {"image": a, "regions": b})[0],
-                    x, regions, seed_values, int(params["window"]), int(params["batch"]), multiple)
+                    lambda a, b: seg._run_graph("contributions", {"image": a, "regions": b}),
+                    x, regions, seed_values, int(params.window), int(params.batch), multiple)
             pred, _, _ = decode_detection_response({"likelihood": likelihood}, params, contributions,
-                                                   data_image(x[0], params["data_term"]))
+                                                   data_image(x[0], params.data_term))
             preds.append(resize_labels(pred, shape))
             gts.append(labels)
         m = matching_metrics(gts, preds)

@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from cellpoint.runtime import Segmenter
-from cellpoint.runtime.detection_response import detect_cells
+from cellpoint.runtime.decoders.detection_response import detect_cells
 from cellpoint.training.datasets import list_samples, load_coco, load_sample, parse_dataset_spec
 from cellpoint.training.evaluation import evaluate, gt_label_image
 from cellpoint.training.validate import dataset_diameter
@@ -32,10 +32,10 @@ COLUMNS = [("det_f", "detection F"), ("det_precision", "det. precision"), ("det_
 
 def detections(segmenter: Segmenter, image: np.ndarray, diameter: float) -> np.ndarray:
     """Centroids (row, col) in image px of the centre regions the package detects. float64 (K,2)."""
-    x, scale = segmenter.network_input(image, diameter)
+    x, scale = segmenter._network_input(image, diameter)
     likelihood = segmenter._predict(x)["likelihood"][0]
     p = segmenter.decoder_params
-    regions = detect_cells(likelihood, p["detection_threshold"], int(p["detection_min_area"]))
+    regions = detect_cells(likelihood, p.detection_threshold, int(p.detection_min_area))
     k = int(regions.max(initial=0))
     rows, cols = np.nonzero(regions)
     ids = regions[rows, cols]

@@ -2,8 +2,9 @@
 from __future__ import annotations
 
 import datetime as _dt
+from pathlib import Path
 
-from cellpoint.runtime.package import CARD_FORMAT
+from cellpoint.runtime.card import CARD_FORMAT
 
 # Licence of each shared data set (from its SOURCE.md); a card lists those of its training data.
 DATASET_LICENCES = {
@@ -16,47 +17,40 @@ DATASET_LICENCES = {
     "stardist_bundled_2d": "CC0 (from DSB 2018, shipped in stardist, BSD-3-Clause)",
 }
 
-METHOD_TEXT = {
-    "objectness": ("Point-supervised segmentation with objectness regularisation "
-                   "(Li, Dey, Bermond, von der Emde, Curcio, Ach, Gerig)"),
-    "canonical_shape": ("Explainable weakly-supervised nuclei segmentation by canonical shape learning and "
-                        "transformation (Costa, Gaudio, Campilho, Cardoso)"),
-    "point2mask": ("Point2Mask: a weakly supervised approach for cell segmentation using point annotation "
-                   "(Khalid, Schmeisser, Koochali, Munir, Edlund, Jackson, Trygg, Sjögren, Dengel, Ahmed)"),
-}
 
-
-def build_card(checkpoint: dict, name: str, description: str, sha256: str, samples: list[dict],
-               metrics: dict, parity: float, tiling: dict, outputs: list[dict],
-               refine_diameter: bool = False) -> dict:
-    """The card.json contents for a package exported from `checkpoint`; refine_diameter: the runtime's
-    default for re-running each image at its measured cell size."""
+def build_card(checkpoint: dict, name: str, description: str, weights: dict, graphs: dict, assets: dict,
+               outputs: list[dict], tiling: dict, samples: list[dict], metrics: dict, figures: list[dict],
+               reference: str, refine_diameter: bool = False) -> dict:
+    """card.json (format cellpoint-card/2, see docs/model-package.md) for a package exported from
+    `checkpoint`. weights: {source, sha256, opset, parity_max_rel_diff}; graphs/assets: {role: {source,
+    sha256, ...}}; refine_diameter: the runtime's default for re-running each image at its measured size."""
     training_data = []
     for entry in checkpoint.get("training_data", []):
         item = dict(entry)
         if "dataset" in entry:
             item["licence"] = DATASET_LICENCES.get(entry["dataset"], "see the data set's SOURCE.md")
         training_data.append(item)
-    return {
+    card = {
         "format": CARD_FORMAT,
         "name": name,
         "description": description,
         "created": _dt.date.today().isoformat(),
         "method": checkpoint["method"],
-        "method_reference": METHOD_TEXT.get(checkpoint["method"], checkpoint["method"]),
+        "method_reference": reference,
         "label_kind": checkpoint["label_kind"],
         "license": "MIT (weights); see training_data for the data licences",
-        "weights": {"source": "model.onnx", "sha256": sha256, "format": "onnx", "opset": 17,
-                    "parity_max_abs_diff": parity},
+        "weights": {"format": "onnx", **weights},
         "inputs": [{"name": "image", "axes": "bcyx", "channels": checkpoint["model"]["in_channels"],
-                    "dtype": "float32",
-                    "preprocessing": checkpoint["normalization"]}],
+                    "dtype": "float32", "preprocessing": checkpoint["normalization"]}],
         "outputs": outputs,
         "object_diameter_px": checkpoint["diameter"],
         "refine_diameter": bool(refine_diameter),
         "pixel_size_um": None,
         "tiling": tiling,
         "decoder": checkpoint["decoder"],
+        "postprocess": checkpoint.get("postprocess", {}),
+        "graphs": graphs,
+        "assets": assets,
         "architecture": {**checkpoint["model"],
                          "parameters": sum(int(v.numel()) for v in checkpoint["state_dict"].values()
                                            if v.dtype.is_floating_point)},
@@ -65,6 +59,9 @@ def build_card(checkpoint: dict, name: str, description: str, sha256: str, sampl
         "samples": samples,
         "metrics": metrics,
     }
+    if figures:
+        card["figures"] = figures
+    return card
 
 
 def _metric_rows(metrics: dict) -> list[str]:
@@ -82,17 +79,24 @@ def render_readme(card: dict, notes: str = "") -> str:
     """The human-readable card (markdown)."""
     lines = [f"# {card['name']}", "", card["description"], "",
              f"- Method: {card['method_reference']} — `{card['method']}`, trained from **{card['label_kind']}**.",
-             f"- Network: {card['architecture']['arch']} widths {card['architecture']['widths']}, "
-             f"{card['architecture']['parameters']:,} parameters; input {card['inputs'][0]['channels']} channel(s), "
+             f"- Network: {card['architecture']['arch']}"
+             + (f" widths {card['architecture']['widths']}" if "widths" in card["architecture"] else "")
+             + f", {card['architecture']['parameters']:,} parameters; input {card['inputs'][0]['channels']} channel(s), "
              f"percentile normalisation ({card['inputs'][0]['preprocessing']['low']}–"
              f"{card['inputs'][0]['preprocessing']['high']}).",
              f"- Expected cell diameter: {card['object_diameter_px']} px (pass `--diameter` for other sizes)"
              + ("; by default each image is segmented again at the median size of the cells found "
                 "(`--fixed-diameter` turns that off)." if card.get("refine_diameter") else "."),
-             f"- Decoder: `{card['decoder']['name']}` {dict((k, v) for k, v in card['decoder'].items() if k != 'name')}.",
-             f"- Weights: `model.onnx`, sha256 `{card['weights']['sha256']}`; onnxruntime vs PyTorch max |Δ| "
-             f"{card['weights']['parity_max_abs_diff']:.2g} on the sample.",
-             "", "## Training data", ""]
+             f"- Decoder: `{card['decoder']['name']}` {card['decoder']['params']}"
+             + (f"; then {card['postprocess']}" if any(v is not None for v in card.get("postprocess", {}).values())
+                else "") + ".",
+             f"- Weights: `{card['weights']['source']}`, sha256 `{card['weights']['sha256']}`; onnxruntime vs PyTorch "
+             f"max |Δ|/max(1, |torch|) {card['weights']['parity_max_rel_diff']:.2g} on the sample."]
+    files = [f"`{e['source']}` (graph `{role}`)" for role, e in card.get("graphs", {}).items()]
+    files += [f"`{e['source']}` (asset `{role}`)" for role, e in card.get("assets", {}).items()]
+    if files:
+        lines.append("- Further files the decoder reads, each under its sha256 in card.json: " + ", ".join(files) + ".")
+    lines += ["", "## Training data", ""]
     for item in card["training_data"]:
         what = item.get("dataset", item.get("folder"))
         kinds = f" ({', '.join(item['kinds'])})" if item.get("kinds") else ""
@@ -109,3 +113,14 @@ def render_readme(card: dict, notes: str = "") -> str:
     if notes:
         lines += ["", "## Notes", "", notes.strip()]
     return "\n".join(lines) + "\n"
+
+
+def write_card_schema(path=None) -> Path:
+    """Write the JSON Schema of cards of the built-in decoders to runtime/card.schema.json (or `path`)."""
+    import json
+
+    from cellpoint.runtime import card as runtime_card
+    from cellpoint.runtime.decoders import BUILT_IN
+    path = Path(path) if path else Path(runtime_card.__file__).with_name("card.schema.json")
+    path.write_text(json.dumps(runtime_card.card_schema({d.name: d for d in BUILT_IN}), indent=1) + "\n")
+    return path

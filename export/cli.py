@@ -1,4 +1,5 @@
-"""`cellpoint export`: checkpoint → model package folder (model.onnx, card.json, README.md, samples)."""
+"""`cellpoint export`: checkpoint → model package folder (model.onnx, card.json, README.md, samples), for any
+registered method (its spec's `export` says what to trace)."""
 from __future__ import annotations
 
 import json
@@ -9,26 +10,45 @@ import click
 import numpy as np
 
 TILING = {"multiple": 16, "overlap": 64}
+POSTPROCESS_PARAMS = ("outline_contrast",)  # optional steps after any decoder (the card's "postprocess")
 
 
-def write_canonical_shape_figure(weights: dict, folder: Path) -> dict:
-    """Draw the learned canonical shape p(s | x, y) over [−2, 2]² (white = 1) with the unit circle in
-    red for scale; write canonical_shape.png in `folder`. Returns the card's figure entry."""
-    import cv2
-    from cellpoint.runtime.canonical_shape import canonical_image
-    from cellpoint.runtime.image_io import write_png
-    size = 257
-    gray = (np.clip(canonical_image(weights, size, 2.0), 0, 1) * 255).astype(np.uint8)
-    rgb = np.ascontiguousarray(np.repeat(gray[:, :, None], 3, axis=2))
-    cv2.circle(rgb, (size // 2, size // 2), size // 4, (255, 0, 0), 1, lineType=cv2.LINE_AA)
-    write_png(folder / "canonical_shape.png", rgb)
-    return {"file": "canonical_shape.png",
-            "caption": "Learned canonical shape p(s | x, y) on [-2, 2]^2 canonical units (white = 1); "
-                       "red: the unit circle, radius = `unit` network px before each cell's own transform."}
+def _parse_value(text: str):
+    """A --decoder-param value: JSON if it parses (numbers, true/false, null, lists), else the string."""
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text
 
 
-# optional post-processing any image-scale decoder accepts (see cellpoint.runtime.segmenter)
-SHARED_DECODER_PARAMS = {"outline_contrast": float}
+def apply_decoder_params(checkpoint: dict, items) -> None:
+    """Apply KEY=VALUE overrides to the checkpoint's decoder parameters (or postprocess), in place, checked
+    against the decoder's declaration; click.BadParameter naming the problem otherwise."""
+    from cellpoint.runtime.card import CardError, validate_params
+    from cellpoint.runtime.decoders import get_decoder
+    decoder = get_decoder(checkpoint["decoder"]["name"])
+    known = sorted(decoder.params.__struct_fields__) + list(POSTPROCESS_PARAMS)
+    params = dict(checkpoint["decoder"]["params"])
+    postprocess = dict(checkpoint.get("postprocess", {}))
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or key not in known:
+            raise click.BadParameter(f"{item!r}: expected KEY=VALUE with KEY one of {known}",
+                                     param_hint="--decoder-param")
+        (postprocess if key in POSTPROCESS_PARAMS else params)[key] = _parse_value(value)
+    try:
+        validate_params(params, decoder.params)
+    except CardError as error:
+        raise click.BadParameter(str(error), param_hint="--decoder-param") from None
+    checkpoint["decoder"] = {"name": decoder.name, "params": params}
+    checkpoint["postprocess"] = postprocess
+
+
+def _write_json_asset(folder: Path, role: str, content) -> dict:
+    from cellpoint.runtime.package import sha256_file
+    path = folder / f"{role}.json"
+    path.write_text(json.dumps(content))
+    return {"source": path.name, "sha256": sha256_file(path)}
 
 
 @click.command("export")
@@ -56,33 +76,32 @@ def export(checkpoint, out_dir, name, description, samples, sample_source, sampl
            decoder_params, refine_diameter, atol):
     """Export CHECKPOINT to a self-describing ONNX model package; fails if onnxruntime disagrees with torch."""
     try:
-        import torch
+        import torch  # noqa: F401
     except ImportError:
         raise click.ClickException("this command needs PyTorch: pip install torch==2.13.0 'cellpoint[train]'")
 
     from cellpoint.export.card import build_card, render_readme
-    from cellpoint.export.onnx_export import ParityError, check_parity, export_extra_graphs, export_network
-    from cellpoint.runtime.image_io import read_image, write_labels_tif
+    from cellpoint.export.onnx_export import OPSET, ParityError, check_parity, export_graph, export_main_graph
+    from cellpoint.runtime.errors import CellpointError
+    from cellpoint.runtime.image_io import read_image, write_labels_tif, write_png
     from cellpoint.runtime.normalize import normalize_percentile, to_channels_first
     from cellpoint.runtime.package import CARD_FILE, sha256_file
     from cellpoint.runtime.segmenter import Segmenter
+    from cellpoint.training.checkpoint import load_checkpoint
+    from cellpoint.training.methods import get_method
 
-    ckpt = torch.load(checkpoint, map_location="cpu", weights_only=False)
-    known = {**SHARED_DECODER_PARAMS, **{k: type(v) for k, v in ckpt["decoder"].items() if k != "name"}}
-    for item in decoder_params:
-        key, sep, value = item.partition("=")
-        if not sep or key not in known:
-            raise click.BadParameter(f"{item!r}: expected KEY=VALUE with KEY one of {sorted(known)}",
-                                     param_hint="--decoder-param")
-        ckpt["decoder"][key] = known[key](value)
+    try:
+        ckpt = load_checkpoint(checkpoint)
+        spec = get_method(ckpt["method"])
+    except (CellpointError, KeyError) as error:
+        raise click.ClickException(str(error).strip("'\""))
+    apply_decoder_params(ckpt, decoder_params)
     out = Path(out_dir)
     name = name or out.name
     work = out.with_name(out.name + ".partial")
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)
     try:
-        module, outputs = export_network(ckpt, work / "model.onnx")
-        sha = sha256_file(work / "model.onnx")
         in_ch = ckpt["model"]["in_channels"]
         images = [read_image(p) for p in samples]
         probe = (normalize_percentile(to_channels_first(images[0], in_ch))[None] if images
@@ -92,15 +111,26 @@ def export(checkpoint, out_dir, name, description, samples, sample_source, sampl
         pad = (-probe.shape[2] % m, -probe.shape[3] % m)
         if any(pad) and min(probe.shape[2:]) > max(pad):
             probe = np.pad(probe, ((0, 0), (0, 0), (0, pad[0]), (0, pad[1])), mode="reflect")
+        plan = spec.export(ckpt, probe)
+        export_main_graph(plan, in_ch, work / "model.onnx")
         try:
-            parity = check_parity(module, work / "model.onnx", probe, atol)
-            graphs = export_extra_graphs(ckpt, work, probe, atol)
+            parity = check_parity(plan.module, work / "model.onnx", probe, atol)
+            graphs = {role: export_graph(graph, work, atol) for role, graph in plan.graphs.items()}
         except ParityError as error:
             raise click.ClickException(str(error))
-        card = build_card(ckpt, name, description, sha, [], {}, parity, TILING, outputs, refine_diameter)
-        if graphs:
-            card["graphs"] = graphs
-        (work / CARD_FILE).write_text(json.dumps(card, indent=1))
+        weights = {"source": "model.onnx", "sha256": sha256_file(work / "model.onnx"), "opset": OPSET,
+                   "parity_max_rel_diff": parity}
+        assets = {role: _write_json_asset(work, role, content) for role, content in plan.assets.items()}
+        figures = []
+        for file, caption, rgb in plan.figures:
+            write_png(work / file, rgb)
+            figures.append({"file": file, "caption": caption})
+
+        def card(sample_entries, metrics):
+            return build_card(ckpt, name, description, weights, graphs, assets, plan.outputs, TILING,
+                              sample_entries, metrics, figures, spec.reference, refine_diameter)
+
+        (work / CARD_FILE).write_text(json.dumps(card([], {}), indent=1))
         segmenter = Segmenter(work, device="cpu")
         sample_entries = []
         for k, (path, image) in enumerate(zip(samples, images), start=1):
@@ -115,21 +145,16 @@ def export(checkpoint, out_dir, name, description, samples, sample_source, sampl
         if eval_sets:
             from cellpoint.training.datasets import parse_dataset_spec
             from cellpoint.training.validate import dataset_diameter, evaluate_segmenter
-            for spec in eval_sets:
-                dataset, kinds = parse_dataset_spec(spec)
+            for spec_text in eval_sets:
+                dataset, kinds = parse_dataset_spec(spec_text)
                 diameter = round(dataset_diameter(dataset, kinds), 1)
-                click.echo(f"measuring {spec} val (diameter {diameter} px) ...")
-                for refine, key in ((False, spec), (True, f"{spec} (refined diameter)")):
+                click.echo(f"measuring {spec_text} val (diameter {diameter} px) ...")
+                for refine, key in ((False, spec_text), (True, f"{spec_text} (refined diameter)")):
                     full = evaluate_segmenter(segmenter, dataset, kinds, "val", diameter, refine)
                     metrics[key] = {k: v for k, v in full.items() if not isinstance(v, dict)}
-        card = build_card(ckpt, name, description, sha, sample_entries, metrics, parity, TILING, outputs,
-                          refine_diameter)
-        if graphs:
-            card["graphs"] = graphs
-        if ckpt["decoder"]["name"] == "canonical_shape":
-            card["figures"] = [write_canonical_shape_figure(ckpt["decoder"]["shape_mlp"], work)]
-        (work / CARD_FILE).write_text(json.dumps(card, indent=1))
-        (work / "README.md").write_text(render_readme(card, Path(notes).read_text() if notes else ""))
+        final = card(sample_entries, metrics)
+        (work / CARD_FILE).write_text(json.dumps(final, indent=1))
+        (work / "README.md").write_text(render_readme(final, Path(notes).read_text() if notes else ""))
     except BaseException:
         shutil.rmtree(work, ignore_errors=True)
         raise
@@ -137,5 +162,5 @@ def export(checkpoint, out_dir, name, description, samples, sample_source, sampl
         shutil.rmtree(out)
     work.rename(out)
     click.echo(f"wrote {out} (parity max |Δ| {parity:.2g})")
-    for spec, m in metrics.items():
-        click.echo(f"  {spec}: F1@0.5 {m.get('f1_50', float('nan')):.3f}  AP {m.get('AP', float('nan')):.3f}")
+    for spec_text, m in metrics.items():
+        click.echo(f"  {spec_text}: F1@0.5 {m.get('f1_50', float('nan')):.3f}  AP {m.get('AP', float('nan')):.3f}")

@@ -15,13 +15,17 @@ import cv2
 import numpy as np
 import tifffile
 
+from cellpoint.runtime.errors import ImageError
+
 TIFF_SUFFIXES = {".tif", ".tiff"}
 CV2_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp"}
+FOLDER_SUFFIXES = {".tif", ".tiff", ".png", ".jpg", ".jpeg"}
+"""The files a folder given as input contributes (images; not recursive)."""
 # A trailing axis longer than this is not a channel axis (it is the width of a stack plane).
 _MAX_TRAILING_CHANNELS = 16
 
 
-class ImageReadError(ValueError):
+class ImageReadError(ImageError):
     """An image file could not be read or is not a usable 2-D image; the message names the file and why."""
 
     def __init__(self, path, reason: str):

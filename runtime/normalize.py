@@ -38,3 +38,13 @@ def normalize_percentile(image: np.ndarray, low: float = 1.0, high: float = 99.8
         lo, hi = np.percentile(sample, [low, high])
         out[c] = (channel - lo) / (hi - lo) if hi > lo else 0.0
     return out
+
+
+NORMALIZATIONS = {"percentile": lambda x, pre: normalize_percentile(x, pre.low, pre.high)}
+"""Normalisations by the card's `inputs[0].preprocessing.kind`: (C,H,W) array, the preprocessing entry →
+float32 (C,H,W)."""
+
+
+def normalize(image: np.ndarray, preprocessing) -> np.ndarray:
+    """Normalise a (C,H,W) array as the card's preprocessing entry says. Returns float32 (C,H,W)."""
+    return NORMALIZATIONS[preprocessing.kind](image, preprocessing)

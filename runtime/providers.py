@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import onnxruntime as ort
 
+from cellpoint.runtime.errors import DeviceError
+
 DEVICES = ("auto", "cpu", "cuda")
 
 
@@ -17,6 +19,6 @@ def choose_providers(device: str = "auto") -> list[str]:
         return ["CPUExecutionProvider"]
     gpu = [p for p in ("CUDAExecutionProvider",) if p in available]
     if device == "cuda" and not gpu:
-        raise RuntimeError("device='cuda' asked for, but this onnxruntime has no CUDA provider "
+        raise DeviceError("device='cuda' asked for, but this onnxruntime has no CUDA provider "
                            f"(available: {', '.join(available)}); pip install 'cellpoint[gpu]'")
     return gpu + ["CPUExecutionProvider"]

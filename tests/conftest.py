@@ -45,15 +45,15 @@ def synthetic_nuclei(shape=(96, 128), n=6, radius=9, seed=0):
 @pytest.fixture(scope="session")
 def tiny_checkpoint(tmp_path_factory):
     """A checkpoint of a small network trained for a few steps on synthetic nuclei (fast, not accurate)."""
-    torch = pytest.importorskip("torch")
-    from cellpoint.training.train import TrainConfig, prepare_example, train
+    pytest.importorskip("torch")
+    from cellpoint.training.checkpoint import save_checkpoint
+    from cellpoint.training.methods.objectness.config import TrainConfig
+    from cellpoint.training.methods.objectness.train import prepare_example, train
     cfg = TrainConfig(steps=3, batch=2, crop=64, widths=(4, 8), diameter=18.0)
     image, _, centres = synthetic_nuclei()
     checkpoint = train([prepare_example(image, centres, None, cfg)], cfg, log=lambda *_: None)
     checkpoint["training_data"] = [{"folder": "synthetic"}]
-    path = tmp_path_factory.mktemp("ckpt") / "tiny.pt"
-    torch.save(checkpoint, path)
-    return path
+    return save_checkpoint(checkpoint, tmp_path_factory.mktemp("ckpt") / "tiny.pt")
 
 
 @pytest.fixture(scope="session")

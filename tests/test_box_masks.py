@@ -1,11 +1,12 @@
-"""Point2Mask decoding in the runtime (cellpoint.runtime.box_masks, candidates.box_nms) on hand-made arrays."""
+"""Point2Mask decoding in the runtime (cellpoint.runtime.decoders.box_masks, candidates.box_nms) on hand-made
+arrays."""
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from cellpoint.runtime.box_masks import (decode_box_masks, detect_boxes, level_proposals, paste_patch,
-                                         pixel_extent)
+from cellpoint.runtime.decoders.box_masks import (BoxMasksParams, decode_box_masks, detect_boxes, level_proposals,
+                                                  paste_patch, pixel_extent)
 from cellpoint.runtime.candidates import box_nms
 
 
@@ -39,10 +40,10 @@ def test_detections_over_levels_suppress_a_duplicate_on_another_level():
     maps["score_s4"][0, 3, 3] = 0.9          # centre (13.5, 13.5) ± 6
     maps["score_s8"][0, 1, 1] = 0.7          # centre (11.5, 11.5) ± 6: IoU 0.53 with the first → dropped
     maps["score_s16"][0, 3, 3] = 0.6         # centre (55.5, 55.5), elsewhere
-    boxes, scores = detect_boxes(maps, {"strides": [4, 8, 16], "score_threshold": 0.5, "nms_iou": 0.5})
+    boxes, scores = detect_boxes(maps, BoxMasksParams(strides=(4, 8, 16), score_threshold=0.5, nms_iou=0.5))
     assert scores.tolist() == pytest.approx([0.9, 0.6])
     assert boxes.tolist() == [[7.5, 7.5, 19.5, 19.5], [49.5, 49.5, 61.5, 61.5]]
-    one, _ = detect_boxes(maps, {"score_threshold": 0.5, "max_proposals": 1})
+    one, _ = detect_boxes(maps, BoxMasksParams(score_threshold=0.5, max_proposals=1))
     assert len(one) == 1
 
 
@@ -75,7 +76,7 @@ def test_decoded_masks_land_at_their_boxes_and_overlaps_go_to_the_more_probable_
         out[0] = 0.95
         return out
 
-    labels, score, columns = decode_box_masks(maps, {"score_threshold": 0.5, "batch": 1}, run_masks, shape)
+    labels, score, columns = decode_box_masks(maps, BoxMasksParams(score_threshold=0.5, batch=1), run_masks, shape)
     assert calls == [((1, 3, 16, 20), np.float32, 1)] * 2
     assert labels.dtype == np.uint32 and labels.max() == 2
     yy, xx = np.nonzero(labels == 1)
@@ -85,7 +86,8 @@ def test_decoded_masks_land_at_their_boxes_and_overlaps_go_to_the_more_probable_
     assert columns["detection_score"].tolist() == pytest.approx([0.9, 0.8])
     assert score[20, 30] == pytest.approx(0.95) and score[0, 0] == 0
     # a mask below the threshold disappears, and with it its detection score
-    labels, _, columns = decode_box_masks(maps, {"score_threshold": 0.5, "mask_threshold": 0.9}, run_masks, shape)
+    labels, _, columns = decode_box_masks(maps, BoxMasksParams(score_threshold=0.5, mask_threshold=0.9), run_masks, shape)
     assert labels.max() == 1 and columns["detection_score"].tolist() == pytest.approx([0.9])
-    empty = decode_box_masks({**maps, "score_s4": np.zeros_like(maps["score_s4"])}, {}, run_masks, shape)
+    empty = decode_box_masks({**maps, "score_s4": np.zeros_like(maps["score_s4"])}, BoxMasksParams(), run_masks,
+                             shape)
     assert empty[0].max() == 0 and len(empty[2]["detection_score"]) == 0

@@ -1,4 +1,4 @@
-"""WSISPDR post-processing (cellpoint.runtime.detection_response) on small synthetic maps."""
+"""WSISPDR post-processing (cellpoint.runtime.decoders.detection_response) on small synthetic maps."""
 from __future__ import annotations
 
 import subprocess
@@ -8,8 +8,12 @@ import cv2
 import numpy as np
 import pytest
 
-from cellpoint.runtime.detection_response import (decode_detection_response, detect_cells, graphcut_cells,
-                                                  max_projection, paste_windows, region_seeds)
+from cellpoint.runtime.decoders.detection_response import (DetectionResponseParams, decode_detection_response,
+                                                           detect_cells, graphcut_cells, max_projection,
+                                                           paste_windows, region_seeds)
+
+# the detection settings these tests were written for (the package defaults are those training writes)
+DETECT = {"detection_threshold": 0.5, "detection_min_area": 1}
 
 SHAPE = (64, 96)
 CENTRES = ((32, 37), (32, 59))  # 22 px apart: two radius-12 discs overlap by 2 px, bisector at column 48
@@ -66,7 +70,7 @@ def _check_split(labels, discs, centres=CENTRES):
 def test_graphcut_splits_two_touching_discs_along_the_bisector(kind):
     image, discs = _two_discs()
     regions = detect_cells(_likelihood(), 0.5)
-    labels = graphcut_cells(image, _contributions(kind, discs), regions, {})
+    labels = graphcut_cells(image, _contributions(kind, discs), regions, DetectionResponseParams())
     _check_split(labels, discs)
     assert np.count_nonzero((labels > 0) & ~discs.any(axis=0)) < 0.02 * discs.any(axis=0).sum()
 
@@ -74,15 +78,16 @@ def test_graphcut_splits_two_touching_discs_along_the_bisector(kind):
 def test_graphcut_on_a_diagonal_pair_and_without_regions():
     centres = ((20, 30), (36, 46))  # 22.6 px apart along the diagonal
     image, discs = _two_discs(seed=1, centres=centres)
-    labels = graphcut_cells(image, _contributions("gaussian", discs, centres), None, {"smoothness": 4.0})
+    labels = graphcut_cells(image, _contributions("gaussian", discs, centres), None,
+                            DetectionResponseParams(smoothness=4.0))
     _check_split(labels, discs, centres)
 
 
 def test_graphcut_with_no_cells_and_min_area():
     image, discs = _two_discs()
-    empty = graphcut_cells(image, np.zeros((0,) + SHAPE, np.float32), None, {})
+    empty = graphcut_cells(image, np.zeros((0,) + SHAPE, np.float32), None, DetectionResponseParams())
     assert empty.dtype == np.uint32 and not empty.any()
-    labels = graphcut_cells(image, _contributions("gaussian", discs), None, {"min_area": 10_000})
+    labels = graphcut_cells(image, _contributions("gaussian", discs), None, DetectionResponseParams(min_area=10_000))
     assert not labels.any()
 
 
@@ -91,10 +96,11 @@ def test_invert_segments_dark_cells_like_their_bright_version():
     dark = (np.float32(1.0) - bright).astype(np.float32)
     contributions = _contributions("gaussian", discs)
     regions = detect_cells(_likelihood(), 0.5)
-    expected = graphcut_cells(bright, contributions, regions, {"invert": False})
+    expected = graphcut_cells(bright, contributions, regions, DetectionResponseParams(invert=False))
     _check_split(expected, discs)
-    assert np.array_equal(graphcut_cells(dark, contributions, regions, {"invert": True}), expected)
-    assert not np.array_equal(graphcut_cells(dark, contributions, regions, {"invert": False}), expected)
+    assert np.array_equal(graphcut_cells(dark, contributions, regions, DetectionResponseParams(invert=True)), expected)
+    assert not np.array_equal(graphcut_cells(dark, contributions, regions, DetectionResponseParams(invert=False)),
+                              expected)
 
 
 # ------------------------------------------------------------------------------------ detection, seeds
@@ -166,8 +172,8 @@ def test_windows_give_the_same_projection_and_cut_as_the_same_maps_dense():
     assert same.shape == (2,) + SHAPE and np.array_equal(same[0, 4:60, 9:65], windows[0])
     for a, b in zip(max_projection((windows, origins), shape=SHAPE), max_projection(same)):
         assert np.array_equal(a, b)
-    labels = graphcut_cells(image, (windows, origins), regions, {})
-    assert np.array_equal(labels, graphcut_cells(image, same, regions, {}))
+    labels = graphcut_cells(image, (windows, origins), regions, DetectionResponseParams())
+    assert np.array_equal(labels, graphcut_cells(image, same, regions, DetectionResponseParams()))
     _check_split(labels, discs)
 
 
@@ -189,7 +195,8 @@ def test_decode_detection_response_end_to_end():
     image[dot] = 0.9   # a bright speck with its own (weaker) detection, far too small to keep
     lik = np.maximum(_likelihood(amplitudes=[0.9, 0.8]), _gaussian(SHAPE, dot, 1.0, 0.7))
     calls = []
-    labels, score, columns = decode_detection_response({"likelihood": lik}, {"min_area": 20},
+    labels, score, columns = decode_detection_response({"likelihood": lik},
+                                                       DetectionResponseParams(**DETECT, min_area=20),
                                                        _fake_backprop(calls, image), image)
     assert len(calls) == 1 and calls[0].shape == (3,) + SHAPE  # the speck comes first in raster order
     regions = detect_cells(lik, 0.5)
@@ -205,7 +212,8 @@ def test_decode_detection_response_without_detections():
     def never(regions, seed_values):
         raise AssertionError("contributions_fn must not run without detections")
     image, _ = _two_discs()
-    labels, score, columns = decode_detection_response({"likelihood": np.full(SHAPE, 0.2, np.float32)}, {},
+    labels, score, columns = decode_detection_response({"likelihood": np.full(SHAPE, 0.2, np.float32)},
+                                                       DetectionResponseParams(**DETECT),
                                                        never, image)
     assert labels.dtype == np.uint32 and labels.shape == SHAPE and not labels.any()
     assert np.all(score == np.float32(0.2)) and columns["detection_score"].shape == (0,)
@@ -213,7 +221,7 @@ def test_decode_detection_response_without_detections():
 
 def test_module_imports_without_torch():
     code = ("import sys\nsys.modules['torch'] = None\n"
-            "import cellpoint.runtime.detection_response\n"
+            "import cellpoint.runtime.decoders.detection_response\n"
             "leaked = [m for m, v in sys.modules.items() if v is not None and m.startswith(('torch', 'cellpoint.training'))]\n"
             "assert not leaked, leaked\n")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)

@@ -12,7 +12,7 @@ from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
 from cellpoint.runtime.coco_results import decode_rle_counts, encode_rle, labels_to_coco_results
-from cellpoint.training.evaluate_cli import evaluate as evaluate_command
+from cellpoint.training.cli.evaluate import evaluate as evaluate_command
 from cellpoint.training.evaluation import (AREA_LABELS, AREA_RANGES, MAX_DETS, _one_to_one, coco_mask_ap,
                                            evaluate, format_table, gt_label_image, match_instances,
                                            matching_metrics, run_cocoeval)

@@ -6,8 +6,9 @@ import numpy as np  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 from torch import nn  # noqa: E402
 
-from cellpoint.training.methods.wsispdr_net import (  # noqa: E402
-    DetectionUNet, GuidedBackprop, export_guided_backprop, guided_backprop_autograd, max_pool_routing)
+from cellpoint.training.methods.wsispdr.guided_backprop import (  # noqa: E402
+    GuidedBackprop, export_guided_backprop, guided_backprop_autograd, max_pool_routing)
+from cellpoint.training.methods.wsispdr.network import DetectionUNet  # noqa: E402
 
 torch.set_num_threads(1)
 

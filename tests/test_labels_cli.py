@@ -11,7 +11,7 @@ from pycocotools import mask as mask_utils
 
 from cellpoint.training.annotations import (coco_label_image, read_label_image, read_points, write_json,
                                             write_points_csv)
-from cellpoint.training.labels_cli import labels as labels_command
+from cellpoint.training.cli.labels import labels as labels_command
 
 
 def _label_image(offset=0):

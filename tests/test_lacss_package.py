@@ -10,7 +10,9 @@ import textwrap
 import pytest
 
 torch = pytest.importorskip("torch")
-from cellpoint.training.train_lacss import LacssConfig, prepare_lacss_example, train_lacss  # noqa: E402
+from cellpoint.training.methods.lacss.config import LacssConfig  # noqa: E402
+from cellpoint.training.methods.lacss.data import prepare_example  # noqa: E402
+from cellpoint.training.methods.lacss.train import train  # noqa: E402
 from cellpoint.training.weak_labels import foreground_and_locations  # noqa: E402
 
 
@@ -24,7 +26,7 @@ def lacss_package(tmp_path_factory):
                       crop=64, batch=2, steps=3)
     image, labels, _ = synthetic_nuclei(seed=5)
     fg, xy = foreground_and_locations(labels)
-    ckpt = train_lacss([prepare_lacss_example(image, xy[:, ::-1], foreground=fg, cfg=cfg)], cfg, log=lambda *_: None)
+    ckpt = train([prepare_example(image, xy[:, ::-1], foreground=fg, cfg=cfg)], cfg, log=lambda *_: None)
     root = tmp_path_factory.mktemp("lacss")
     torch.save(ckpt, root / "l.pt")
     tifffile.imwrite(root / "sample.tif", image)
@@ -39,8 +41,8 @@ def test_package_has_the_location_graph_and_the_instance_graph(lacss_package):
     assert [o["name"] for o in card["outputs"]] == ["score", "offsets", "features"]
     assert [o["stride"] for o in card["outputs"]] == [4, 4, 1]
     graph = card["graphs"]["instances"]
-    assert (lacss_package / graph["file"]).is_file() and graph["parity_max_rel_diff"] < 1e-4
-    assert card["decoder"]["name"] == "location_masks" and card["decoder"]["window"] == 32
+    assert (lacss_package / graph["source"]).is_file() and graph["parity_max_rel_diff"] < 1e-4
+    assert card["decoder"]["name"] == "location_masks" and card["decoder"]["params"]["window"] == 32
     assert "aux" not in json.dumps(card["weights"])  # the aux net stays in training
 
 
@@ -51,8 +53,7 @@ def test_runtime_decodes_with_torch_blocked(lacss_package):
         from cellpoint.runtime import Segmenter
         seg = Segmenter(r"{lacss_package}")
         # every grid cell proposes (threshold below any probability) and every window pixel is kept
-        seg.decoder_params = dict(seg.decoder_params, score_threshold=-1.0, min_distance=12.0,
-                                  mask_threshold=0.0, min_area=0)
+        seg = seg.with_decoder_params(score_threshold=-1.0, min_distance=12.0, mask_threshold=0.0, min_area=0)
         image = np.random.default_rng(0).random((70, 90)).astype(np.float32)
         labels, table = seg.segment(image)
         assert labels.shape == (70, 90) and labels.dtype == np.uint32 and labels.max() > 1

@@ -1,9 +1,10 @@
-"""LACSS decoding in the runtime (cellpoint.runtime.location_masks) on small synthetic outputs."""
+"""LACSS decoding in the runtime (cellpoint.runtime.decoders.location_masks) on small synthetic outputs."""
 from __future__ import annotations
 
 import numpy as np
 
-from cellpoint.runtime.location_masks import decode_location_masks, decode_locations, gather_windows
+from cellpoint.runtime.decoders.location_masks import (LocationMasksParams, decode_location_masks, decode_locations,
+                                                      gather_windows)
 
 
 def _proposals(shape, stride, locations, value=0.9):
@@ -58,7 +59,7 @@ def test_two_touching_cells_from_their_locations():
         return (r <= radius).astype(np.float32)[:, None] * 0.9 + 0.05
 
     maps = {"score": score[None], "offsets": offsets, "features": np.zeros((3,) + shape, np.float32)}
-    labels, winning, columns = decode_location_masks(maps, {"window": size, "stride": stride, "batch": 1},
+    labels, winning, columns = decode_location_masks(maps, LocationMasksParams(window=size, stride=stride, batch=1),
                                                      disc_instances)
     assert calls == [1, 1] and labels.dtype == np.uint32 and labels.max() == 2
     assert labels[30, 28] != labels[30, 47] and labels[30, 28] > 0 and labels[30, 47] > 0
@@ -68,5 +69,5 @@ def test_two_touching_cells_from_their_locations():
         assert 0.8 * np.pi * radius ** 2 < area <= np.pi * radius ** 2 + 4 * radius
     np.testing.assert_allclose(sorted(columns["location_x"]), [28.0, 47.0])
     assert winning.max() <= 0.95 and columns["location_score"].shape == (2,)
-    empty = decode_location_masks({**maps, "score": np.zeros_like(score)}, {"stride": stride}, disc_instances)
+    empty = decode_location_masks({**maps, "score": np.zeros_like(score)}, LocationMasksParams(stride=stride), disc_instances)
     assert empty[0].max() == 0 and len(empty[2]["location_score"]) == 0

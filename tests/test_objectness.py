@@ -3,8 +3,9 @@ import cv2
 import numpy as np
 import torch
 
-from cellpoint.training.methods.objectness import ObjectnessParams, full_loss, point_targets, weak_loss
-from cellpoint.training.objectness import grow_regions, objectness_targets
+from cellpoint.training.methods.objectness.config import ObjectnessParams
+from cellpoint.training.methods.objectness.loss import full_loss, point_targets, weak_loss
+from cellpoint.training.methods.objectness.regions import grow_regions, objectness_targets
 
 
 def two_touching_discs(noise=0.02, seed=0):

@@ -6,11 +6,19 @@ import pytest
 
 torch = pytest.importorskip("torch")
 from conftest import synthetic_nuclei  # noqa: E402
-from cellpoint.training.methods import point2mask as p2m  # noqa: E402
-from cellpoint.training.train_point2mask import (Point2MaskConfig, box_points_arrays,  # noqa: E402
-                                                 build_point2mask_network, collate, diameter_from_box_points,
-                                                 export_modules, prepare_point2mask_example,
-                                                 sample_point2mask_crop, train_point2mask, transform_xy)
+from cellpoint.runtime.decoders.box_masks import BoxMasksParams  # noqa: E402
+from cellpoint.training.augment import rotate_xy  # noqa: E402
+from cellpoint.training.methods.point2mask.config import (DEFAULT_SIZE_RANGES, MASK_INPUTS,  # noqa: E402
+                                                          MASK_OUTPUT, STRIDES, LossParams, Point2MaskConfig)
+from cellpoint.training.methods.point2mask.data import (box_points_arrays, collate,  # noqa: E402
+                                                        diameter_from_box_points, prepare_example, sample_crop)
+from cellpoint.training.methods.point2mask.loss import (box_targets, detection_loss, focal_loss,  # noqa: E402
+                                                        giou_loss, level_locations, mask_targets, point2mask_loss,
+                                                        point_logits, point_loss)
+from cellpoint.training.methods.point2mask.network import (MaskHead, Point2MaskNet,  # noqa: E402
+                                                           batched_mask_logits, detector_outputs, roi_align)
+from cellpoint.training.methods.point2mask.reference import detect  # noqa: E402
+from cellpoint.training.methods.point2mask.train import build_network, export_modules, train  # noqa: E402
 from cellpoint.training.weak_labels import box_points_from_labels  # noqa: E402
 
 torch.set_num_threads(1)
@@ -36,7 +44,7 @@ def _examples(cfg, seeds=(0, 1, 2)):
     for s in seeds:
         image, labels, _ = synthetic_nuclei(n=6, radius=9, seed=s)
         boxes, pts, pl, ids = box_points_arrays(box_points_from_labels(labels, cfg.n_points, np.random.default_rng(s)))
-        out.append(prepare_point2mask_example(image, boxes, pts, pl, labels, 18.0, cfg, ids))
+        out.append(prepare_example(image, boxes, pts, pl, labels, 18.0, cfg, ids))
     return out
 
 
@@ -47,14 +55,14 @@ def test_roi_align_samples_each_bin_centre_bilinearly_from_the_stride_4_features
     feat = rng.normal(size=(2, 6, 7)).astype(np.float32)
     # box (3.5, 5.5)–(11.5, 13.5), 2×2 bins: centres x = 5.5, 9.5 and y = 7.5, 11.5 network px; feature
     # (i, j) sits at pixel (4i + 1.5, 4j + 1.5), so the centres are feature cols 1, 2 and rows 1.5, 2.5
-    out = p2m.roi_align(torch.from_numpy(feat)[None], torch.tensor([[3.5, 5.5, 11.5, 13.5]]), 2, 4)
+    out = roi_align(torch.from_numpy(feat)[None], torch.tensor([[3.5, 5.5, 11.5, 13.5]]), 2, 4)
     assert out.shape == (1, 2, 2, 2)
     expected = np.array([[(feat[:, 1, 1] + feat[:, 2, 1]) / 2, (feat[:, 1, 2] + feat[:, 2, 2]) / 2],
                          [(feat[:, 2, 1] + feat[:, 3, 1]) / 2, (feat[:, 2, 2] + feat[:, 3, 2]) / 2]])
     np.testing.assert_allclose(out[0].numpy(), np.moveaxis(expected, -1, 0), atol=1e-5)
     # a general box, 3×3 bins, against plain bilinear interpolation
     box = np.array([2.3, 4.1, 17.9, 19.3])
-    out = p2m.roi_align(torch.from_numpy(feat)[None], torch.tensor(box[None], dtype=torch.float32), 3, 4)[0].numpy()
+    out = roi_align(torch.from_numpy(feat)[None], torch.tensor(box[None], dtype=torch.float32), 3, 4)[0].numpy()
     for i in range(3):
         for j in range(3):
             x = box[0] + (j + 0.5) * (box[2] - box[0]) / 3
@@ -66,10 +74,10 @@ def test_roi_align_samples_each_bin_centre_bilinearly_from_the_stride_4_features
 def test_roi_align_of_several_boxes_keeps_their_order_and_handles_none():
     feat = torch.randn(1, 3, 8, 8)
     boxes = torch.tensor([[0.0, 0.0, 16.0, 16.0], [8.0, 4.0, 30.0, 12.0], [1.0, 2.0, 3.0, 4.0]])
-    together = p2m.roi_align(feat, boxes, 5, 4)
+    together = roi_align(feat, boxes, 5, 4)
     for k in range(3):
-        assert torch.allclose(together[k], p2m.roi_align(feat, boxes[k:k + 1], 5, 4)[0])
-    assert p2m.roi_align(feat, torch.zeros(0, 4), 5, 4).shape == (0, 3, 5, 5)
+        assert torch.allclose(together[k], roi_align(feat, boxes[k:k + 1], 5, 4)[0])
+    assert roi_align(feat, torch.zeros(0, 4), 5, 4).shape == (0, 3, 5, 5)
 
 
 # -------------------------------------------------------------------------------------- point loss
@@ -81,7 +89,7 @@ def test_point_loss_gradient_reaches_the_four_logits_around_a_point_and_a_step_l
     # mask pixel (i, j) sits at (10 + 2j + 1, 20 + 2i + 1): the point below lies between cols 2, 3 and rows
     # 4, 5 at fractions 0.25 and 0.5
     point = torch.tensor([[[10 + 2 * 2.25 + 1, 20 + 2 * 4.5 + 1]]])
-    loss = p2m.point_loss(logits, box, point, torch.tensor([[1]]))
+    loss = point_loss(logits, box, point, torch.tensor([[1]]))
     loss.backward()
     grad = logits.grad[0, 0]
     assert set(map(tuple, torch.nonzero(grad).tolist())) == {(4, 2), (4, 3), (5, 2), (5, 3)}
@@ -89,20 +97,20 @@ def test_point_loss_gradient_reaches_the_four_logits_around_a_point_and_a_step_l
     assert torch.allclose(grad[4:6, 2:4], -0.5 * weights, atol=1e-6)       # dBCE/dz = σ(0) − 1 = −0.5
     with torch.no_grad():
         logits -= 1.0 * logits.grad
-    assert p2m.point_loss(logits, box, point, torch.tensor([[1]])) < loss
+    assert point_loss(logits, box, point, torch.tensor([[1]])) < loss
 
 
 def test_the_point_losss_gradient_into_the_shared_features_is_scaled_and_the_mask_heads_is_not():
     from dataclasses import replace
     cfg = _tiny_config()
     rng = np.random.default_rng(0)
-    batch = collate([sample_point2mask_crop(_examples(cfg, seeds=(0,))[0], cfg, rng) for _ in range(2)], cfg, rng)
+    batch = collate([sample_crop(_examples(cfg, seeds=(0,))[0], cfg, rng) for _ in range(2)], cfg, rng)
     torch.manual_seed(0)
-    net = p2m.Point2MaskNet(1, cfg.widths, cfg.channels, cfg.head_convs, cfg.mask_convs, cfg.roi_size).eval()
+    net = Point2MaskNet(1, cfg.widths, cfg.channels, cfg.head_convs, cfg.mask_convs, cfg.roi_size).eval()
 
     def grads(scale):
         net.zero_grad()
-        loss, parts = p2m.point2mask_loss(net, batch, "points", params=replace(p2m.LossParams(), feature_grad=scale))
+        loss, parts = point2mask_loss(net, batch, "points", params=replace(LossParams(), feature_grad=scale))
         loss.backward()
         return loss.item(), {k: v.grad.clone() for k, v in net.named_parameters() if v.grad is not None}
 
@@ -114,7 +122,7 @@ def test_the_point_losss_gradient_into_the_shared_features_is_scaled_and_the_mas
     assert torch.allclose(quarter[mask_key], full[mask_key]) and torch.allclose(none[mask_key], full[mask_key])
     net.zero_grad()
     levels, _ = net(batch["image"])
-    sum(p2m.detection_loss(levels, batch["boxes"], batch["ignore"], p2m.DEFAULT_SIZE_RANGES)).backward()
+    sum(detection_loss(levels, batch["boxes"], batch["ignore"], DEFAULT_SIZE_RANGES)).backward()
     detection_only = net.backbone.stem[0].weight.grad
     assert torch.allclose(none[trunk_key], detection_only, atol=1e-6)    # scale 0: the point loss stays in the head
     assert torch.allclose(quarter[trunk_key] - detection_only, 0.25 * (full[trunk_key] - detection_only), atol=1e-6)
@@ -125,9 +133,9 @@ def test_point_loss_ignores_padding_and_points_outside_the_box():
     boxes = torch.tensor([[0.0, 0.0, 8.0, 8.0], [0.0, 0.0, 8.0, 8.0]])
     points = torch.tensor([[[4.0, 4.0], [20.0, 4.0]], [[8.0, 8.0], [1.0, 1.0]]])   # (8, 8): on the edge, inside
     labels = torch.tensor([[1, 0], [0, -1]])
-    z, inside = p2m.point_logits(logits, boxes, points)
+    z, inside = point_logits(logits, boxes, points)
     assert inside.tolist() == [[True, False], [True, True]]
-    p2m.point_loss(logits, boxes, points, labels).backward()
+    point_loss(logits, boxes, points, labels).backward()
     assert logits.grad[0].abs().sum() > 0 and logits.grad[1, 0, 3, 3] > 0       # edge point: the corner logit
     assert logits.grad[1, 0, 0, 0] == 0                                           # the padded point pulls nothing
 
@@ -136,7 +144,7 @@ def test_a_mask_head_trained_on_points_alone_learns_a_disc():
     torch.manual_seed(0)
     rng = np.random.default_rng(0)
     size, m = 64, 14
-    model = torch.nn.Sequential(torch.nn.Conv2d(1, 8, 3, padding=1), torch.nn.ReLU(), p2m.MaskHead(8, 2))
+    model = torch.nn.Sequential(torch.nn.Conv2d(1, 8, 3, padding=1), torch.nn.ReLU(), MaskHead(8, 2))
     opt = torch.optim.Adam(model.parameters(), lr=1e-2)
 
     def discs(n):
@@ -156,13 +164,13 @@ def test_a_mask_head_trained_on_points_alone_learns_a_disc():
         points = rois[:, None, :2] + torch.rand(8, 6, 2) * (rois[:, None, 2:] - rois[:, None, :2])
         labels = ((points - torch.tensor(centres, dtype=torch.float32)[:, None]).norm(dim=-1)
                   <= torch.tensor(radii, dtype=torch.float32)[:, None]).long()
-        loss = p2m.point_loss(model(p2m.roi_align(image, rois, m // 2, 1)), rois, points, labels)
+        loss = point_loss(model(roi_align(image, rois, m // 2, 1)), rois, points, labels)
         opt.zero_grad()
         loss.backward()
         opt.step()
     image, boxes, centres, radii = discs(4)
     with torch.no_grad():
-        masks = torch.sigmoid(model(p2m.roi_align(image, boxes, m // 2, 1)))[:, 0].numpy() >= 0.5
+        masks = torch.sigmoid(model(roi_align(image, boxes, m // 2, 1)))[:, 0].numpy() >= 0.5
     steps = (np.arange(m) + 0.5) / m
     for mask, b, c, r in zip(masks, boxes.numpy(), centres, radii):
         x, y = b[0] + steps * (b[2] - b[0]), b[1] + steps * (b[3] - b[1])
@@ -174,7 +182,7 @@ def test_mask_targets_resample_the_instance_into_its_box():
     labels = torch.zeros(1, 10, 12, dtype=torch.int64)
     labels[0, 2:6, 3:9] = 4
     labels[0, 6:8, 3:9] = 5
-    target = p2m.mask_targets(labels, torch.tensor([0, 0]), torch.tensor([[2.5, 1.5, 8.5, 5.5], [2.5, 1.5, 8.5, 9.5]]),
+    target = mask_targets(labels, torch.tensor([0, 0]), torch.tensor([[2.5, 1.5, 8.5, 5.5], [2.5, 1.5, 8.5, 9.5]]),
                               torch.tensor([4, 4]), 4)
     assert target[0].tolist() == [[1.0] * 4] * 4                              # the box is the cell's extent
     assert target[1].tolist() == [[1.0] * 4, [1.0] * 4, [0.0] * 4, [0.0] * 4]  # lower half: cell 5, then none
@@ -185,8 +193,8 @@ def test_mask_targets_resample_the_instance_into_its_box():
 def test_box_targets_assign_each_cell_to_its_level_near_its_centre_and_the_smallest_box_wins():
     h = w = 64
     locs, strides, ranges = [], [], []
-    for s, rng in zip(p2m.STRIDES, p2m.DEFAULT_SIZE_RANGES):
-        loc = p2m.level_locations((h // s, w // s), s)
+    for s, rng in zip(STRIDES, DEFAULT_SIZE_RANGES):
+        loc = level_locations((h // s, w // s), s)
         locs.append(loc)
         strides.append(torch.full((len(loc),), float(s)))
         ranges.append(torch.tensor([rng]).expand(len(loc), 2))
@@ -194,7 +202,7 @@ def test_box_targets_assign_each_cell_to_its_level_near_its_centre_and_the_small
     assert locs[1].tolist() == [5.5, 1.5] and locs[16].tolist() == [1.5, 5.5]   # row-major, centres 4j + 1.5
     small = [4.5, 4.5, 24.5, 24.5]        # 20 px: max distance ≤ 16 → stride 4
     large = [0.0, 0.0, 60.0, 50.0]        # 60 × 50: max distance 16–40 → stride 8 (around (30, 25))
-    label, dist = p2m.box_targets(locs, strides, ranges, torch.tensor([small, large]), 1.5,
+    label, dist = box_targets(locs, strides, ranges, torch.tensor([small, large]), 1.5,
                                   ignore=torch.tensor([[40.0, 50.0, 44.0, 64.0]]))
     pos = label > 0
     level = torch.bucketize(torch.arange(len(locs)), torch.tensor([256, 320]), right=True)
@@ -220,12 +228,12 @@ def test_box_targets_assign_each_cell_to_its_level_near_its_centre_and_the_small
 
 def test_giou_and_focal_losses_on_simple_cases():
     d = torch.tensor([[2.0, 2.0, 2.0, 2.0]])
-    assert p2m.giou_loss(d, d).item() == pytest.approx(0.0, abs=1e-6)
+    assert giou_loss(d, d).item() == pytest.approx(0.0, abs=1e-6)
     # inner 2×2 in an outer 4×4 box around the same location: IoU 1/4, enclosure = union → loss 3/4
-    assert p2m.giou_loss(torch.tensor([[1.0, 1, 1, 1]]), d).item() == pytest.approx(0.75)
+    assert giou_loss(torch.tensor([[1.0, 1, 1, 1]]), d).item() == pytest.approx(0.75)
     logits = torch.tensor([0.0, 0.0, 5.0])
     # ignored locations count nothing; one positive normalises
-    full = p2m.focal_loss(logits, torch.tensor([1.0, 0.0, -1.0]))
+    full = focal_loss(logits, torch.tensor([1.0, 0.0, -1.0]))
     assert full.item() == pytest.approx(0.25 * 0.25 * np.log(2) + 0.75 * 0.25 * np.log(2), rel=1e-5)
 
 
@@ -239,7 +247,7 @@ def test_prepare_example_scales_boxes_and_points_with_the_image_and_estimates_th
     true = 2 * np.sqrt(np.median(np.bincount(labels.ravel())[1:]) / np.pi)
     assert diameter_from_box_points(boxes, point_labels) == pytest.approx(true, rel=0.08)
     cfg = Point2MaskConfig(mode="full", diameter=true * 2)
-    ex = prepare_point2mask_example(image, boxes, points[:, :4], point_labels[:, :4], labels, None, cfg, ids)
+    ex = prepare_example(image, boxes, points[:, :4], point_labels[:, :4], labels, None, cfg, ids)
     assert ex["scale"] == pytest.approx(2.0) and ex["image"].shape == (1, 192, 256)
     for k, i in enumerate(ids):
         rows, cols = np.nonzero(ex["labels"] == i)
@@ -247,7 +255,7 @@ def test_prepare_example_scales_boxes_and_points_with_the_image_and_estimates_th
         assert x0 == pytest.approx(cols.min() - 0.5, abs=0.6) and x1 == pytest.approx(cols.max() + 0.5, abs=0.6)
         assert y0 == pytest.approx(rows.min() - 0.5, abs=0.6) and y1 == pytest.approx(rows.max() + 0.5, abs=0.6)
     np.testing.assert_allclose(ex["points"], (points[:, :4] + 0.5) * 2 - 0.5, atol=1e-4)
-    weak = prepare_point2mask_example(image, boxes, points, point_labels, cfg=Point2MaskConfig(diameter=true))
+    weak = prepare_example(image, boxes, points, point_labels, cfg=Point2MaskConfig(diameter=true))
     assert "labels" not in weak and weak["scale"] == pytest.approx(1.0, rel=0.08)
 
 
@@ -259,7 +267,7 @@ def test_rotations_and_flips_of_points_follow_the_array():
             out = np.rot90(arr, k)
             out = out[:, ::-1] if flip else out
             r, c = np.argwhere(out)[0]
-            assert transform_xy(np.array([5.0, 1.0]), 7, k, flip).tolist() == [c, r]
+            assert rotate_xy(np.array([5.0, 1.0]), 7, k, flip).tolist() == [c, r]
 
 
 def test_crops_keep_boxes_points_and_masks_consistent_and_clip_cut_cells():
@@ -268,7 +276,7 @@ def test_crops_keep_boxes_points_and_masks_consistent_and_clip_cut_cells():
     rng = np.random.default_rng(1)
     cut, agree = 0, []
     for _ in range(30):
-        crop = sample_point2mask_crop(examples[int(rng.integers(3))], cfg, rng)
+        crop = sample_crop(examples[int(rng.integers(3))], cfg, rng)
         assert crop["image"].shape == (1, 48, 48) and crop["labels"].shape == (48, 48)
         assert ((crop["boxes"] >= -0.5) & (crop["boxes"] <= 47.5)).all()
         assert ((crop["boxes"][:, 2:] - crop["boxes"][:, :2]) >= cfg.min_box).all()
@@ -292,7 +300,7 @@ def test_collate_limits_and_jitters_the_rois_and_carries_their_points():
     cfg = _tiny_config(max_rois=5, box_jitter=0.0)
     examples = _examples(_tiny_config(mode="points"))
     rng = np.random.default_rng(0)
-    crops = [sample_point2mask_crop(examples[k], cfg, rng) for k in range(3)]
+    crops = [sample_crop(examples[k], cfg, rng) for k in range(3)]
     batch = collate(crops, cfg, rng)
     n = sum(len(c["boxes"]) for c in crops)
     assert len(batch["rois"]) == min(5, n) and batch["roi_points"].shape == (min(5, n), 6, 2)
@@ -307,7 +315,7 @@ def test_collate_limits_and_jitters_the_rois_and_carries_their_points():
 def test_a_tiny_training_run_lowers_the_loss_and_writes_a_complete_checkpoint(mode):
     cfg = _tiny_config(mode=mode)
     lines = []
-    checkpoint = train_point2mask(_examples(cfg), cfg, log=lines.append)
+    checkpoint = train(_examples(cfg), cfg, log=lines.append)
     losses = [float(line.split("loss ")[1].split()[0]) for line in lines]
     assert np.mean(losses[-8:]) < 0.7 * np.mean(losses[:8])
     mask_key = "point" if mode == "points" else "mask"
@@ -318,34 +326,39 @@ def test_a_tiny_training_run_lowers_the_loss_and_writes_a_complete_checkpoint(mo
     assert checkpoint["label_kind"] == ("box-points" if mode == "points" else "full")
     assert checkpoint["model"]["in_channels"] == 1 and checkpoint["model"]["mask_size"] == 14
     decoder = checkpoint["decoder"]
-    assert decoder["strides"] == [4, 8, 16] and decoder["max_detections"] == cfg.decode.max_detections
-    assert decoder["mask_threshold"] == 0.5 and len(decoder["size_ranges"]) == 3
+    assert decoder["name"] == "box_masks"
+    params = decoder["params"]
+    assert list(params["strides"]) == [4, 8, 16] and params["max_detections"] == cfg.decode.max_detections
+    assert params["mask_threshold"] == 0.5 and len(checkpoint["config"]["size_ranges"]) == 3
     assert checkpoint["config"]["decode"]["nms_iou"] == cfg.decode.nms_iou
-    net = build_point2mask_network(checkpoint)
+    net = build_network(checkpoint)
     assert not net.training
 
 
 def test_training_can_start_from_another_checkpoints_weights(tmp_path):
     from dataclasses import replace
     cfg = _tiny_config(steps=2)
-    first = train_point2mask(_examples(cfg, seeds=(0,)), cfg, log=lambda *_: None)
+    first = train(_examples(cfg, seeds=(0,)), cfg, log=lambda *_: None)
     torch.save(first, tmp_path / "first.pt")
-    resumed = train_point2mask(_examples(cfg, seeds=(1,)), replace(cfg, steps=0, init_from=str(tmp_path / "first.pt")),
+    resumed = train(_examples(cfg, seeds=(1,)), replace(cfg, steps=0, init_from=str(tmp_path / "first.pt")),
                                log=lambda *_: None)
-    fresh = train_point2mask(_examples(cfg, seeds=(1,)), replace(cfg, steps=0), log=lambda *_: None)
+    fresh = train(_examples(cfg, seeds=(1,)), replace(cfg, steps=0), log=lambda *_: None)
     for key, value in first["state_dict"].items():
         assert torch.equal(resumed["state_dict"][key], value), key
     assert not all(torch.equal(fresh["state_dict"][k], v) for k, v in first["state_dict"].items())
     wider = replace(cfg, channels=16, steps=0, init_from=str(tmp_path / "first.pt"))
     with pytest.raises(ValueError, match="not a point2mask checkpoint of the same network"):
-        train_point2mask(_examples(cfg, seeds=(1,)), wider, log=lambda *_: None)
+        train(_examples(cfg, seeds=(1,)), wider, log=lambda *_: None)
 
 
 def test_the_checkpoint_builds_a_card():
     from cellpoint.export.card import build_card, render_readme
     cfg = _tiny_config(steps=1)
-    checkpoint = train_point2mask(_examples(cfg, seeds=(0,)), cfg, log=lambda *_: None)
-    card = build_card(checkpoint, "p2m", "test", "0" * 64, [], {}, 0.0, {}, p2m.detector_outputs())
+    checkpoint = train(_examples(cfg, seeds=(0,)), cfg, log=lambda *_: None)
+    from cellpoint.training.methods import get_method
+    weights = {"source": "model.onnx", "sha256": "0" * 64, "opset": 17, "parity_max_rel_diff": 0.0}
+    card = build_card(checkpoint, "p2m", "test", weights, {}, {}, detector_outputs(), {}, [], {}, [],
+                      get_method("point2mask").reference)
     assert card["architecture"]["parameters"] > 0 and card["decoder"]["name"] == checkpoint["decoder"]["name"]
     assert "point2mask" in render_readme(card)
 
@@ -354,26 +367,26 @@ def test_the_checkpoint_builds_a_card():
 
 def _trained_tiny():
     cfg = _tiny_config(steps=3)
-    return train_point2mask(_examples(cfg, seeds=(0,)), cfg, log=lambda *_: None)
+    return train(_examples(cfg, seeds=(0,)), cfg, log=lambda *_: None)
 
 
 def test_export_wrappers_equal_the_training_forward():
     checkpoint = _trained_tiny()
     detector, mask_graph = export_modules(checkpoint)
-    net = build_point2mask_network(checkpoint)
+    net = build_network(checkpoint)
     image = torch.randn(2, 1, 48, 80)
     with torch.no_grad():
         outputs = detector(image)
         levels, features = net(image)
-        assert len(outputs) == len(p2m.detector_outputs()) == 7
+        assert len(outputs) == len(detector_outputs()) == 7
         for k, (score, dist) in enumerate(levels):
-            s = p2m.STRIDES[k]
+            s = STRIDES[k]
             assert outputs[2 * k].shape == (2, 1, 48 // s, 80 // s)
             assert torch.equal(outputs[2 * k], torch.sigmoid(score)) and torch.equal(outputs[2 * k + 1], dist)
         assert torch.equal(outputs[-1], features) and features.shape == (2, 8, 12, 20)
         boxes = torch.tensor([[3.0, 4.0, 30.0, 20.0], [50.0, 10.0, 79.5, 47.5], [-4.0, -2.0, 10.0, 9.0]])
         masks = mask_graph(features[1:2], boxes)
-        train_side = p2m.batched_mask_logits(net, features, torch.tensor([1, 1, 1]), boxes)
+        train_side = batched_mask_logits(net, features, torch.tensor([1, 1, 1]), boxes)
         assert masks.shape == (3, 1, 14, 14) and torch.allclose(masks, torch.sigmoid(train_side), atol=1e-6)
 
 
@@ -387,14 +400,14 @@ def test_the_mask_graph_exports_to_onnx_with_grid_sample_and_a_dynamic_box_count
     boxes = torch.tensor([[3.0, 4.0, 30.0, 20.0], [20.0, 10.0, 63.5, 47.5]])
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        torch.onnx.export(mask_graph, (features, boxes), str(tmp_path / "m.onnx"), input_names=list(p2m.MASK_INPUTS),
-                          output_names=[p2m.MASK_OUTPUT], opset_version=17, dynamo=False,
+        torch.onnx.export(mask_graph, (features, boxes), str(tmp_path / "m.onnx"), input_names=list(MASK_INPUTS),
+                          output_names=[MASK_OUTPUT], opset_version=17, dynamo=False,
                           dynamic_axes={"features": {2: "h", 3: "w"}, "boxes": {0: "n"}, "masks": {0: "n"}})
         torch.onnx.export(detector, torch.zeros(1, 1, 64, 64), str(tmp_path / "d.onnx"), input_names=["image"],
-                          output_names=[o["name"] for o in p2m.detector_outputs()], opset_version=17,
+                          output_names=[o["name"] for o in detector_outputs()], opset_version=17,
                           dynamo=False, dynamic_axes={"image": {0: "b", 2: "h", 3: "w"}, **{
                               o["name"]: {0: "b", 2: f"h{o['stride']}", 3: f"w{o['stride']}"}
-                              for o in p2m.detector_outputs()}})
+                              for o in detector_outputs()}})
     session = ort.InferenceSession(str(tmp_path / "m.onnx"), providers=["CPUExecutionProvider"])
     feats = torch.randn(1, 8, 20, 24)
     more = torch.tensor([[1.0, 2.0, 9.0, 30.0], [40.0, 5.0, 90.0, 60.0], [-3.0, 70.0, 20.0, 79.0]])
@@ -414,11 +427,11 @@ def test_reference_detect_keeps_the_strongest_of_overlapping_boxes():
     score[0, 0, 1, 1], score[0, 0, 1, 2], score[0, 0, 3, 3] = 0.9, 0.8, 0.7
     dist = torch.full((1, 4, 4, 4), 5.0)
     empty = (torch.zeros(1, 1, 2, 2), torch.ones(1, 4, 2, 2))
-    boxes, scores = p2m.detect([(score, dist), empty, (torch.zeros(1, 1, 1, 1), torch.ones(1, 4, 1, 1))],
-                               p2m.DecodeParams(score_threshold=0.5, nms_iou=0.3))
+    boxes, scores = detect([(score, dist), empty, (torch.zeros(1, 1, 1, 1), torch.ones(1, 4, 1, 1))],
+                               BoxMasksParams(score_threshold=0.5, nms_iou=0.3))
     assert scores.tolist() == pytest.approx([0.9, 0.7])
     assert boxes[0].tolist() == [0.5, 0.5, 10.5, 10.5]               # location (5.5, 5.5) ± 5; IoU 0.43 with
                                                                      # the 0.8 box one location right
-    one, _ = p2m.detect([(score, dist), empty, (torch.zeros(1, 1, 1, 1), torch.ones(1, 4, 1, 1))],
-                        p2m.DecodeParams(score_threshold=0.5, nms_iou=0.3, max_detections=1))
+    one, _ = detect([(score, dist), empty, (torch.zeros(1, 1, 1, 1), torch.ones(1, 4, 1, 1))],
+                        BoxMasksParams(score_threshold=0.5, nms_iou=0.3, max_detections=1))
     assert len(one) == 1

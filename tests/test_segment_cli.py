@@ -5,7 +5,8 @@ import numpy as np
 import tifffile
 from click.testing import CliRunner
 
-from cellpoint.runtime.commands import expand_inputs, models, segment
+from cellpoint.runtime.cli.models import models
+from cellpoint.runtime.cli.segment import expand_inputs, segment
 from conftest import synthetic_nuclei
 
 
@@ -68,7 +69,7 @@ def test_models_lists_bundled_packages():
 
 def test_coco_results_of_segment_are_scored_by_evaluate_via_file_names(tiny_package, tmp_path):
     from cellpoint.runtime.coco_results import labels_to_coco_results
-    from cellpoint.training.evaluate_cli import evaluate
+    from cellpoint.training.cli.evaluate import evaluate
     folder = tmp_path / "in"
     folder.mkdir()
     images, annotations = [], []

@@ -2,8 +2,20 @@
 import numpy as np
 import pytest
 
+import dataclasses
+
+import msgspec
+
 from cellpoint.runtime import Segmenter
+from cellpoint.runtime.card import Postprocess
+from cellpoint.runtime.decoding import Decoder, Instances, Params
 from conftest import synthetic_nuclei
+
+
+def _replace_card(monkeypatch, seg, **changes):
+    """Give `seg` a package whose card has `changes` (cards are immutable)."""
+    card = msgspec.structs.replace(seg.package.card, **changes)
+    monkeypatch.setattr(seg, "package", dataclasses.replace(seg.package, card=card))
 
 
 def test_segment_returns_labels_and_a_consistent_table(tiny_package):
@@ -20,8 +32,8 @@ def test_segment_returns_labels_and_a_consistent_table(tiny_package):
 
 def test_tiled_maps_match_whole_image_maps(tiny_package):
     image = np.tile(synthetic_nuclei()[0], (3, 3))          # 288 x 384
-    whole, _ = Segmenter(tiny_package, tile=1024).predict_maps(image)
-    tiled, _ = Segmenter(tiny_package, tile=160).predict_maps(image)
+    whole, _ = Segmenter(tiny_package, tile=1024)._predict_maps(image)
+    tiled, _ = Segmenter(tiny_package, tile=160)._predict_maps(image)
     for name in whole:
         assert np.abs(whole[name] - tiled[name]).max() < 1e-3, name
 
@@ -51,7 +63,7 @@ def test_cuda_request_without_cuda_is_a_clear_error(tiny_package):
 
 
 def test_median_diameter_of_a_table():
-    from cellpoint.runtime.segmenter import median_diameter
+    from cellpoint.runtime.labels import median_diameter
     area = np.full(7, np.pi * 10 ** 2)
     assert median_diameter({"area": area}) == pytest.approx(20.0)
     assert median_diameter({"area": area[:3]}) is None        # too few cells to measure
@@ -66,7 +78,7 @@ def test_refine_diameter_segments_again_at_the_measured_size(tiny_package, monke
 
     def fake_once(image, diameter, channels):
         calls.append(diameter)
-        from cellpoint.runtime.postprocess import instance_table
+        from cellpoint.runtime.labels import instance_table
         return one_cell, instance_table(one_cell)
     monkeypatch.setattr(seg, "_segment_once", fake_once)
     seg.segment(np.zeros((60, 60), np.float32), diameter=30, refine_diameter=True)
@@ -85,14 +97,14 @@ def test_refine_diameter_defaults_to_the_package_card(tiny_package, monkeypatch)
 
     def fake_once(image, diameter, channels):
         calls.append(diameter)
-        from cellpoint.runtime.postprocess import instance_table
+        from cellpoint.runtime.labels import instance_table
         return cells, instance_table(cells)
     monkeypatch.setattr(seg, "_segment_once", fake_once)
     image = np.zeros((60, 60), np.float32)
     assert not seg.refines_diameter                            # cards without the key: fixed diameter
     seg.segment(image, diameter=30)
     assert len(calls) == 1
-    monkeypatch.setitem(seg.package.card, "refine_diameter", True)
+    _replace_card(monkeypatch, seg, refine_diameter=True)
     calls.clear()
     seg.segment(image, diameter=30)
     assert len(calls) == 2                                     # the card's default: a second pass
@@ -101,11 +113,12 @@ def test_refine_diameter_defaults_to_the_package_card(tiny_package, monkeypatch)
     assert len(calls) == 1
 
 
-def test_outline_contrast_in_the_decoder_entry_refines_the_outlines(tiny_package, monkeypatch):
+def test_outline_contrast_in_the_postprocess_entry_refines_the_outlines(tiny_package, monkeypatch):
     import cellpoint.runtime.segmenter as segmenter_module
     seg = Segmenter(tiny_package)
     image, truth, _ = synthetic_nuclei()
-    seg.decoder = lambda maps, params, scale, image_shape: (truth, np.ones(truth.shape, np.float32), {})
+    decoder = Decoder("truth", Params, lambda context, params: Instances(truth, np.ones(truth.shape, np.float32), {}))
+    monkeypatch.setattr(seg, "package", dataclasses.replace(seg.package, decoder=decoder))
     plain, _ = seg.segment(image, diameter=18, refine_diameter=False)
     calls = []
 
@@ -113,7 +126,61 @@ def test_outline_contrast_in_the_decoder_entry_refines_the_outlines(tiny_package
         calls.append((intensity.shape, intensity.dtype, diameter_px, contrast))
         return np.where(labels > 0, 1, 0).astype(labels.dtype)          # one instance: visibly used
     monkeypatch.setattr(segmenter_module, "refine_outlines_by_contrast", spy)
-    seg.decoder_params = dict(seg.decoder_params, outline_contrast=0.3)
+    _replace_card(monkeypatch, seg, postprocess=Postprocess(outline_contrast=0.3))
     labels, table = seg.segment(image, diameter=18, refine_diameter=False)
     assert calls == [(image.shape, np.float32, 18.0, 0.3)]
     assert plain.max() > 1 and labels.max() == 1 and list(table["id"]) == [1]
+
+
+def test_segment_returns_a_result_that_unpacks_as_labels_and_table(tiny_package):
+    seg = Segmenter(tiny_package)
+    image, _, _ = synthetic_nuclei()
+    result = seg.segment(image, diameter=20, refine_diameter=False)
+    labels, table = result
+    assert labels is result.labels and table is result.table
+    assert result.diameter == 20.0 and result.model == seg.name == "tiny-nuclei"
+    assert seg.segment(image, refine_diameter=False).diameter == seg.diameter
+
+
+def test_closed_segmenter_refuses_to_segment_and_works_as_a_context_manager(tiny_package):
+    from cellpoint.runtime import CellpointError
+    image, _, _ = synthetic_nuclei()
+    with Segmenter(tiny_package) as seg:
+        seg.segment(image)
+    with pytest.raises(CellpointError, match="closed"):
+        seg.segment(image)
+
+
+def test_one_segmenter_shared_by_threads_gives_the_same_results(tiny_package):
+    from concurrent.futures import ThreadPoolExecutor
+    seg = Segmenter(tiny_package, threads=1)
+    images = [synthetic_nuclei(seed=k)[0] for k in range(6)]
+    alone = [seg.segment(im, refine_diameter=True).labels for im in images]
+    with ThreadPoolExecutor(4) as pool:
+        shared = list(pool.map(lambda im: seg.segment(im, refine_diameter=True).labels, images * 2))
+    for k, labels in enumerate(shared):
+        assert np.array_equal(labels, alone[k % len(images)])
+
+
+def test_with_decoder_params_changes_only_the_copy_and_checks_names_and_types(tiny_package):
+    seg = Segmenter(tiny_package)
+    loose = seg.with_decoder_params(foreground_threshold=-1.0, center_threshold=0.0)  # everything, every peak
+    assert loose.decoder_params.center_threshold == 0.0 and seg.decoder_params.center_threshold == 0.3
+    image, _, _ = synthetic_nuclei()
+    assert loose.segment(image).labels.max() > seg.segment(image).labels.max()
+    with pytest.raises(ValueError, match="no_such_param"):
+        seg.with_decoder_params(no_such_param=1)
+    with pytest.raises(ValueError, match="center_threshold"):
+        seg.with_decoder_params(center_threshold="high")
+
+
+def test_public_names_and_exception_family():
+    import cellpoint.runtime as rt
+    assert rt.__version__ and isinstance(rt.__version__, str)
+    for error in (rt.PackageError, rt.ImageError, rt.DeviceError):
+        assert issubclass(error, rt.CellpointError)
+    from cellpoint.runtime.image_io import ImageReadError
+    assert issubclass(ImageReadError, rt.ImageError)
+    from cellpoint.runtime.segmenter import check_image
+    with pytest.raises(rt.ImageError, match="dimensions"):
+        check_image(np.zeros((3, 3, 3, 3)))

@@ -7,7 +7,8 @@ from click.testing import CliRunner
 torch = pytest.importorskip("torch")
 
 from cellpoint.training.annotations import write_points_csv  # noqa: E402
-from cellpoint.training.train import TrainConfig, build_network, prepare_example, train  # noqa: E402
+from cellpoint.training.methods.objectness.config import TrainConfig  # noqa: E402
+from cellpoint.training.methods.objectness.train import build_network, prepare_example, train  # noqa: E402
 from conftest import synthetic_nuclei  # noqa: E402
 
 
@@ -39,7 +40,7 @@ def test_a_network_trained_on_clicks_learns_to_segment_synthetic_nuclei():
 
 
 def test_train_command_on_a_users_folder_of_images_and_clicks(tmp_path):
-    from cellpoint.training.train_cli import train as train_command
+    from cellpoint.training.cli.train import train as train_command
     images, clicks = tmp_path / "images", tmp_path / "clicks"
     images.mkdir(), clicks.mkdir()
     for s in range(2):
@@ -52,5 +53,6 @@ def test_train_command_on_a_users_folder_of_images_and_clicks(tmp_path):
                                                 "--steps", "2", "--batch", "2", "--workers", "1"])
     assert result.exit_code == 0, result.output
     assert "unlabelled.tif" in result.output               # skipped, and said so
-    ckpt = torch.load(out, weights_only=False)
-    assert ckpt["label_kind"] == "points" and ckpt["decoder"]["foreground_threshold"] == 0.25
+    from cellpoint.training.checkpoint import load_checkpoint
+    ckpt = load_checkpoint(out)
+    assert ckpt["label_kind"] == "points" and ckpt["decoder"]["params"]["foreground_threshold"] == 0.25

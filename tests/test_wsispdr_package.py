@@ -9,11 +9,14 @@ import textwrap
 import numpy as np
 import pytest
 
-from cellpoint.runtime.detection_response import data_image, paste_windows, resize_labels, windowed_contributions
+from cellpoint.runtime.decoders.detection_response import data_image, paste_windows, windowed_contributions
+from cellpoint.runtime.labels import resize_labels
 
 torch = pytest.importorskip("torch")
-from cellpoint.training.methods.wsispdr_net import DetectionUNet, GuidedBackprop  # noqa: E402
-from cellpoint.training.train_wsispdr import WsispdrConfig, prepare_wsispdr_example, train_wsispdr  # noqa: E402
+from cellpoint.training.methods.wsispdr.config import WsispdrConfig  # noqa: E402
+from cellpoint.training.methods.wsispdr.guided_backprop import GuidedBackprop  # noqa: E402
+from cellpoint.training.methods.wsispdr.network import DetectionUNet  # noqa: E402
+from cellpoint.training.methods.wsispdr.train import prepare_example, train  # noqa: E402
 
 
 def _gb_numpy(net):
@@ -68,7 +71,7 @@ def wsispdr_package(tmp_path_factory):
     from cellpoint.export.cli import export
     cfg = WsispdrConfig(steps=3, batch=2, crop=64, widths=(4, 8, 16), diameter=18.0, data_term="intensity")
     image, _, centres = synthetic_nuclei(seed=3)
-    ckpt = train_wsispdr([prepare_wsispdr_example(image, centres, 18.0, cfg)], cfg, log=lambda *_: None)
+    ckpt = train([prepare_example(image, centres, 18.0, cfg)], cfg, log=lambda *_: None)
     root = tmp_path_factory.mktemp("wsispdr")
     torch.save(ckpt, root / "w.pt")
     tifffile.imwrite(root / "sample.tif", image)
@@ -82,11 +85,11 @@ def test_package_carries_the_guided_backprop_graph_with_its_checksum(wsispdr_pac
     from cellpoint.runtime.package import PackageError, load_package
     card = json.loads((wsispdr_package / "card.json").read_text())
     graph = card["graphs"]["contributions"]
-    assert (wsispdr_package / graph["file"]).is_file() and graph["parity_max_rel_diff"] < 1e-4
+    assert (wsispdr_package / graph["source"]).is_file() and graph["parity_max_rel_diff"] < 1e-4
     assert card["decoder"]["name"] == "detection_response"
     copy = tmp_path / "pkg"
     shutil.copytree(wsispdr_package, copy)
-    with open(copy / graph["file"], "ab") as f:
+    with open(copy / graph["source"], "ab") as f:
         f.write(b"\0")
     with pytest.raises(PackageError, match="checksum"):
         load_package(copy)
@@ -98,7 +101,7 @@ def test_runtime_decodes_with_torch_blocked(wsispdr_package):
         import numpy as np
         from cellpoint.runtime import Segmenter
         seg = Segmenter(r"{wsispdr_package}")
-        seg.decoder_params = dict(seg.decoder_params, detection_threshold=-1e9)   # one region: the whole image
+        seg = seg.with_decoder_params(detection_threshold=-1e9)   # one region: the whole image
         labels, table = seg.segment(np.random.default_rng(0).random((70, 90)).astype(np.float32))
         assert labels.shape == (70, 90) and labels.dtype == np.uint32
         assert len(table["detection_score"]) == len(table["id"]) == labels.max()
@@ -107,3 +110,42 @@ def test_runtime_decodes_with_torch_blocked(wsispdr_package):
     """)
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert result.returncode == 0 and "ok" in result.stdout, result.stderr
+
+
+# ------------------------------------------------------------------------------- the method's spec
+
+def test_spec_needs_points_and_cell_diameter_for_a_folder_and_describes_its_labels(tmp_path):
+    import click
+    from cellpoint.training.methods import TrainRequest, get_method
+    spec = get_method("wsispdr")
+    with pytest.raises(click.UsageError, match="wsispdr with --images needs --points and --cell-diameter"):
+        spec.configure(TrainRequest(images_dir=tmp_path, points_dir=tmp_path))
+    request = TrainRequest(images_dir=tmp_path, points_dir=tmp_path, cell_diameter=18.0, steps=7,
+                           options={"data_term": "texture"})
+    run = spec.configure(request)
+    assert (run.config.steps, run.config.batch, run.config.lr, run.config.diameter, run.config.data_term) == \
+        (7, 8, 1e-3, 32.0, "texture")
+    assert run.label_kind == "points" and spec.labels(request, run, True) == "points"
+    dog = TrainRequest(datasets=("x",), placement="nuclei-dog")
+    run = spec.configure(dog)
+    assert run.label_kind == "nuclei-dog"
+    assert spec.labels(dog, run, False) == spec.labels(dog, run, True) == "machine-made locations"
+
+
+def test_spec_jobs_skip_folder_images_without_a_points_file(tmp_path, capsys):
+    import tifffile
+    from cellpoint.training.methods import TrainRequest, get_method
+    spec = get_method("wsispdr")
+    images, points = tmp_path / "images", tmp_path / "points"
+    images.mkdir(), points.mkdir()
+    for stem in ("a", "b"):
+        tifffile.imwrite(images / f"{stem}.tif", np.zeros((40, 40), np.uint8))
+    (points / "a_points.csv").write_text("x,y\n10,12\n30,20\n")
+    request = TrainRequest(images_dir=images, points_dir=points, cell_diameter=16.0)
+    run = spec.configure(request)
+    jobs = spec.jobs(request, run)
+    assert [(j[0], j[1][0].name, j[4]) for j in jobs] == [("user", "a.tif", 16.0)]
+    assert "skipped b.tif" in capsys.readouterr().err
+    example = spec.prepare(jobs[0])
+    assert example["image"].shape == (80, 80) and example["likelihood"].shape == (80, 80)
+    assert example["likelihood"][24, 20] == pytest.approx(example["likelihood"].max())  # click (x 10, y 12) ×2

@@ -12,9 +12,9 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from cellpoint.runtime.detection_response import otsu_level, graphcut_binary
+from cellpoint.runtime.graphcut import binary_cut, otsu_level
 from cellpoint.runtime.normalize import normalize_percentile
-from cellpoint.runtime.postprocess import find_peaks
+from cellpoint.runtime.peaks import find_peaks
 
 FOREGROUND_FACTORS = (0.45, 0.6, 0.8, 1.0, 1.25)
 """The five candidate thresholds, as multiples of the image's Otsu level (on the 1–99.8% normalised image)."""
@@ -52,13 +52,13 @@ def foreground_candidates(image: np.ndarray, factors=FOREGROUND_FACTORS, smoothn
                           sigma: float = 0.1) -> tuple[np.ndarray, np.ndarray]:
     """Five image-level foreground masks of a fluorescence channel, from low to high threshold.
 
-    image: (H,W) any dtype, bright cells. Each candidate is the graph cut (`graphcut_binary`, PyMaxflow)
+    image: (H,W) any dtype, bright cells. Each candidate is the graph cut (`binary_cut`, PyMaxflow)
     of the 1–99.8% normalised image at level factor × Otsu level, so edges follow the image instead of a
     bare threshold's noise. Returns (masks bool (5,H,W), levels float (5,) in normalised units)."""
     img = normalize_percentile(np.asarray(image, np.float32)[None])[0]
     otsu = otsu_level(img)
     levels = np.clip(np.asarray(factors, np.float64) * otsu, 1e-3, 0.999)
-    masks = np.stack([graphcut_binary(img, level, smoothness=smoothness, sigma=sigma) for level in levels])
+    masks = np.stack([binary_cut(img, level, smoothness=smoothness, sigma=sigma) for level in levels])
     return masks, levels
 
 

@@ -49,3 +49,9 @@ def median_diameter_from_regions(objectness: np.ndarray, region: np.ndarray, thr
     count = np.bincount(region[inside].ravel())
     count = count[count > 0]
     return float(2 * np.sqrt(np.median(count) / np.pi)) if count.size else float("nan")
+
+
+def diameter_from_mask_and_count(foreground: np.ndarray, count: int) -> float:
+    """Equivalent-circle diameter (px) of the average cell: 2·sqrt(area / (π·count)); nan if count is 0."""
+    area = float(np.count_nonzero(foreground))
+    return 2.0 * np.sqrt(area / (np.pi * count)) if count > 0 and area > 0 else float("nan")

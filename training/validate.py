@@ -5,6 +5,7 @@ import numpy as np
 
 from cellpoint.training.datasets import list_samples, load_coco, load_sample
 from cellpoint.training.evaluation import evaluate
+from cellpoint.training.targets import diameter_from_mask_and_count
 
 
 def dataset_diameter(dataset: str, kinds=None) -> float:
@@ -24,7 +25,6 @@ def dataset_diameter(dataset: str, kinds=None) -> float:
 def weak_label_diameter(dataset: str, kinds=None) -> float:
     """Median over the train images of 2·sqrt(foreground area / (π·cell count)) (px): the cell size that
     canonical-shape's weak labels (one foreground mask and a count per image) imply, no outline needed."""
-    from cellpoint.training.train_shape import diameter_from_mask_and_count
     sizes = []
     for s in list_samples(dataset, "train", kinds):
         _, labels = load_sample(s)

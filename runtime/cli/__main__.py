@@ -1,0 +1,3 @@
+from cellpoint.runtime.cli import main
+
+main()

@@ -1,0 +1,110 @@
+"""`cellpoint segment`: images in, label images, instance tables and overlays out."""
+from __future__ import annotations
+
+import glob
+import json
+import sys
+from pathlib import Path
+
+import click
+
+from cellpoint.runtime.image_io import FOLDER_SUFFIXES
+
+OUTPUT_MARKERS = ("_labels", "_overlay")  # our own outputs, never taken as inputs
+
+
+def expand_inputs(paths: tuple[str, ...]) -> list[Path]:
+    """Files, folders (their images, not recursive) and glob patterns → sorted unique image paths.
+    A path that matches nothing is returned as is, so that it is reported as an error."""
+    found: list[Path] = []
+    for spec in paths:
+        matches = [Path(m) for m in sorted(glob.glob(spec))] if glob.has_magic(spec) else [Path(spec)]
+        for path in matches:
+            if path.is_dir():
+                found += sorted(p for p in path.iterdir() if p.suffix.lower() in FOLDER_SUFFIXES)
+            else:
+                found.append(path)
+    unique = list(dict.fromkeys(found))
+    return [p for p in unique if not p.stem.endswith(OUTPUT_MARKERS)]
+
+
+def write_table_csv(path: Path, table: dict) -> None:
+    """The instance table as CSV (one row per instance), written atomically."""
+    from cellpoint.runtime.image_io import atomic_write
+    columns = list(table)
+    with atomic_write(path) as tmp, open(tmp, "w") as f:
+        f.write(",".join(columns) + "\n")
+        for row in zip(*(table[c] for c in columns)):
+            f.write(",".join(f"{v:.6g}" if isinstance(v, float) else str(v) for v in
+                             (x.item() for x in row)) + "\n")
+
+
+@click.command("segment")
+@click.argument("paths", nargs=-1, required=True)
+@click.option("--model", "-m", default=None, help="Bundled model name or package folder [default: objectness-nuclei].")
+@click.option("--out", "-o", "out_dir", required=True, type=click.Path(file_okay=False), help="Output folder.")
+@click.option("--diameter", "-d", type=float, default=None,
+              help="Typical cell diameter in your images (px); default: the model's (see its card).")
+@click.option("--refine-diameter/--fixed-diameter", default=None,
+              help="Measure the cells found at --diameter and segment again at their size if it differs by more "
+              "than 10% (up to 2x time), or keep --diameter [default: the model's card says; `cellpoint models`].")
+@click.option("--channels", default=None, help="Comma-separated channel indices to feed the model, e.g. 0 or 1,0.")
+@click.option("--coco", "coco_path", type=click.Path(dir_okay=False), default=None,
+              help="Also write all instances as COCO results JSON (RLE masks, scores); segments every input.")
+@click.option("--overlay", is_flag=True, help="Also write <stem>_overlay.png with outlines on the image.")
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
+@click.option("--tile", type=int, default=768, show_default=True,
+              help="Tile size (px, at the network scale): larger images run in overlapping tiles.")
+@click.option("--overwrite", is_flag=True, help="Redo inputs whose outputs already exist.")
+def segment(paths, model, out_dir, diameter, refine_diameter, channels, coco_path, overlay, device, tile, overwrite):
+    """Segment images (files, folders, globs) into OUT/<stem>_labels.tif and <stem>_instances.csv."""
+    from tqdm import tqdm
+
+    from cellpoint.runtime.coco_results import labels_to_coco_results
+    from cellpoint.runtime.errors import CellpointError
+    from cellpoint.runtime.image_io import read_image, write_labels_tif, write_png, atomic_write
+    from cellpoint.runtime.overlay import render_overlay
+    from cellpoint.runtime.segmenter import Segmenter
+
+    try:
+        segmenter = Segmenter(model, device=device, tile=tile)
+    except CellpointError as error:
+        raise click.ClickException(str(error))
+    chosen = [int(c) for c in channels.split(",")] if channels else None
+    inputs = expand_inputs(paths)
+    if not inputs:
+        raise click.ClickException("no input images found")
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    click.echo(f"model {segmenter.package.name} on {segmenter.provider}; {len(inputs)} image(s) → {out}", err=True)
+    failed, done, skipped, results = [], 0, 0, []
+    for image_id, path in enumerate(tqdm(inputs, unit="img", file=sys.stderr, disable=None), start=1):
+        labels_path = out / f"{path.stem}_labels.tif"
+        if labels_path.exists() and not overwrite and coco_path is None:
+            skipped += 1
+            continue
+        try:
+            image = read_image(path, channels=chosen)
+            labels, table = segmenter.segment(image, diameter=diameter, refine_diameter=refine_diameter)
+        except (CellpointError, ValueError) as error:
+            message = str(error) if str(path) in str(error) else f"{path}: {error}"
+            tqdm.write(f"error: {message}", file=sys.stderr)
+            failed.append(path)
+            continue
+        write_labels_tif(labels_path, labels)
+        write_table_csv(out / f"{path.stem}_instances.csv", table)
+        if overlay:
+            write_png(out / f"{path.stem}_overlay.png", render_overlay(image, labels))
+        if coco_path is not None:
+            scores = {int(i): float(s) for i, s in zip(table["id"], table["score"])}
+            for result in labels_to_coco_results(labels, image_id, scores):
+                result["file_name"] = path.name
+                results.append(result)
+        done += 1
+    if coco_path is not None:
+        with atomic_write(Path(coco_path)) as tmp:
+            Path(tmp).write_text(json.dumps(results))
+    click.echo(f"segmented {done}, skipped {skipped} (outputs exist; --overwrite to redo), failed {len(failed)}; "
+               f"outputs in {out}" + (f"; COCO results in {coco_path}" if coco_path else ""))
+    if failed:
+        sys.exit(1)

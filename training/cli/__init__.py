@@ -1,0 +1,1 @@
+"""The `cellpoint` subcommands that need the training extra: labels, train, evaluate."""

@@ -1,0 +1,135 @@
+"""`cellpoint train`: train any registered method from shared data sets or a user's folders.
+
+The options every method shares are declared here; each method adds its own (its spec's `options`), and
+the method's spec turns them into its configuration, jobs and checkpoint."""
+from __future__ import annotations
+
+import multiprocessing
+import os
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+import click
+
+from cellpoint.training.datasets import parse_dataset_spec
+from cellpoint.training.methods import TrainRequest, all_methods, get_method, method_names
+
+
+def _prepare_all(worker, jobs: list, workers: int) -> list:
+    """Run `worker` over `jobs` (in order), in `workers` processes when more than one.
+
+    Worker processes are spawned, never forked: a fork of a process whose torch, OpenCV or onnxruntime
+    thread pools are already running can deadlock in the child (seen in CI as a hung test run).
+    """
+    if workers <= 1 or len(jobs) <= 1:
+        return [worker(job) for job in jobs]
+    with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+        return list(pool.map(worker, jobs, chunksize=max(1, len(jobs) // (4 * workers))))
+
+
+def _method_choice() -> click.Choice:
+    names = method_names()
+    aliases = [a for spec in all_methods() for a in spec.aliases]
+    return click.Choice(names + aliases)
+
+
+def _own_options(ctx: click.Context, method) -> dict:
+    """The chosen method's own option values; UsageError for another method's option given explicitly."""
+    mine = {opt.name for opt in method.options}
+    for spec in all_methods():
+        for opt in spec.options:
+            if opt.name not in mine and ctx.get_parameter_source(opt.name) != click.core.ParameterSource.DEFAULT:
+                raise click.UsageError(f"{opt.opts[0]} is an option of --method {spec.name}, not of {method.name}")
+    return {name: ctx.params[name] for name in mine}
+
+
+def _training_data(request: TrainRequest, method, cfg) -> list[dict]:
+    """The checkpoint's training data entries for the shared data sets and the user's folder."""
+    entries = [{"dataset": name, "kinds": kinds, "split": "train", "labels": method.labels(request, cfg, False)}
+               for name, kinds in map(parse_dataset_spec, request.datasets)]
+    if request.images_dir:
+        entries.append({"folder": str(request.images_dir), "labels": method.labels(request, cfg, True)})
+    return entries
+
+
+def _common_options() -> list[click.Option]:
+    """The options every method shares (the --method choice lists the registered methods)."""
+    return [
+        click.Option(["--dataset", "datasets"], multiple=True, metavar="NAME[:KIND,..]",
+                     help="Shared data set to train on (its train split), e.g. dsb2018_bbbc038:gray_dark. Repeatable."),
+        click.Option(["--images", "images_dir"], type=click.Path(exists=True, file_okay=False, path_type=Path),
+                     help="Your own folder of images (instead of or beside --dataset)."),
+        click.Option(["--points", "points_dir"], type=click.Path(exists=True, file_okay=False, path_type=Path),
+                     help="Folder of <stem>_points.csv click files for --images (as `cellpoint labels` writes); "
+                     "point2mask: of <stem>_boxpoints.json files (`cellpoint labels --kind box-points`)."),
+        click.Option(["--masks", "masks_dir"], type=click.Path(exists=True, file_okay=False, path_type=Path),
+                     help="Folder of label images <stem>*.tif/png for --images (full-mask mode, or where a method "
+                     "reads only their foreground and counts)."),
+        click.Option(["--method"], type=_method_choice(), default="objectness", show_default=True,
+                     help="The training method: " + "; ".join(f"{s.name}: {s.title}" for s in all_methods()) + "."),
+        click.Option(["--supervision"], type=click.Choice(["weak", "full"]), default="weak", show_default=True,
+                     help="weak = the method's cheap labels; full = masks (the upper bound)."),
+        click.Option(["--cell-diameter"], type=float, default=None,
+                     help="Typical cell diameter (px) in --images [shared data sets: their median] (wsispdr, lacss); "
+                     "point2mask: in every training image [each image's own, estimated from its labels]."),
+        click.Option(["--out"], required=True, type=click.Path(dir_okay=False, path_type=Path),
+                     help="Checkpoint file to write."),
+        click.Option(["--steps"], default=2500, show_default=True, type=click.IntRange(min=1)),
+        click.Option(["--batch"], default=None, type=click.IntRange(min=1), help="Crops per step [the method's default]."),
+        click.Option(["--lr"], default=None, type=float, help="Learning rate [the method's default, 1e-3 for all]."),
+        click.Option(["--diameter"], type=float, default=None,
+                     help="Canonical cell diameter (px) the network sees [objectness, canonical_shape, lacss 24; "
+                     "wsispdr, point2mask 32]."),
+        click.Option(["--placement"], type=click.Choice(["centroid", "uniform", "nuclei-dog"]), default="centroid",
+                     show_default=True, help="Where derived clicks fall in each cell (shared data sets); nuclei-dog "
+                     "(wsispdr, lacss): no human label — one location per local maximum of a difference of Gaussians "
+                     "of the nuclear stain (σ 4.2 and 5 px scaled by cell diameter / 14 px)."),
+        click.Option(["--jitter"], default=0.0, show_default=True, help="Gaussian jitter (px) of derived clicks."),
+        click.Option(["--seed"], default=0, show_default=True),
+        click.Option(["--workers"], default=min(2, os.cpu_count() or 1), show_default=True),
+    ]
+
+
+@click.pass_context
+def _train(ctx, datasets, images_dir, points_dir, masks_dir, method, supervision, cell_diameter, out, steps,
+           batch, lr, diameter, placement, jitter, seed, workers, **_):
+    """Train a model with any method (see --method) and write a checkpoint for `cellpoint export`."""
+    try:
+        import torch
+    except ImportError:
+        raise click.ClickException("this command needs PyTorch: pip install torch==2.13.0 'cellpoint[train]'")
+    if not datasets and not images_dir:
+        raise click.UsageError("give --dataset and/or --images")
+    spec = get_method(method)
+    request = TrainRequest(datasets=tuple(datasets), images_dir=images_dir, points_dir=points_dir,
+                           masks_dir=masks_dir, supervision=supervision, steps=steps, batch=batch, lr=lr,
+                           diameter=diameter, cell_diameter=cell_diameter, placement=placement, jitter=jitter,
+                           seed=seed, options=_own_options(ctx, spec))
+    cfg = spec.configure(request)
+    jobs = spec.jobs(request, cfg)
+    if not jobs:
+        raise click.ClickException("no training images found")
+    click.echo(f"preparing {len(jobs)} images ({spec.name}, {spec.labels(request, cfg, not datasets)}) ...")
+    examples = _prepare_all(spec.prepare, jobs, workers)
+    if "OMP_NUM_THREADS" not in os.environ:  # a caller who set it (parallel runs) keeps its choice
+        torch.set_num_threads(max(1, os.cpu_count() or 1))
+    checkpoint = spec.train(examples, cfg, click.echo)
+    checkpoint["training_data"] = _training_data(request, spec, cfg) + checkpoint.get("training_data", [])
+    from cellpoint.training.checkpoint import save_checkpoint
+    save_checkpoint(checkpoint, out)
+    click.echo(f"wrote {out} ({checkpoint['train_seconds']:.0f} s of training)")
+
+
+def _command() -> click.Command:
+    params = _common_options()
+    seen = {p.name for p in params}
+    for spec in all_methods():
+        for option in spec.options:
+            if option.name in seen:
+                raise RuntimeError(f"method {spec.name}: option {option.name!r} is declared twice")
+            seen.add(option.name)
+            params.append(option)
+    return click.Command("train", callback=_train, params=params, help=_train.__doc__)
+
+
+train = _command()

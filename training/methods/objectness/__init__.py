@@ -1,0 +1,112 @@
+"""Point supervision with objectness regularisation (Li, Dey et al.): one click per cell.
+
+regions.py grows the objectness regions from the clicks; loss.py makes the targets and holds the losses;
+network.py the U-Net and its exported head; train.py the training. The runtime decodes its packages with
+the `maps_and_seeds` decoder."""
+from __future__ import annotations
+
+import click
+import numpy as np
+
+from cellpoint.training import sources
+from cellpoint.training.methods.objectness.config import DEFAULT_W, OBJECTNESS_W, TrainConfig, with_objectness_w
+from cellpoint.training.methods.spec import ExportPlan, MethodSpec, TrainRequest
+
+OPTIONS = (
+    click.Option(["--labels"], type=click.Choice(["points", "full"]), default="points", show_default=True,
+                 help="objectness: points = one click per cell (the method); full = masks (the upper bound)."),
+    click.Option(["--objectness-w", "objectness_w"], multiple=True, metavar="[DATASET=]W",
+                 help="objectness: the objectness decay w, for all images or for one data set (default: tuned "
+                 "per data set)."),
+)
+
+
+def configure(request: TrainRequest) -> TrainConfig:
+    labels = "full" if request.supervision == "full" else request.options.get("labels", "points")
+    return TrainConfig(labels=labels, steps=request.steps or TrainConfig.steps, batch=request.batch or TrainConfig.batch,
+                       lr=request.lr or TrainConfig.lr, diameter=request.diameter or TrainConfig.diameter,
+                       seed=request.seed, point_placement=request.placement, point_jitter=request.jitter)
+
+
+def _decays(request: TrainRequest) -> tuple[dict, float]:
+    """The objectness decay w per data set and for everything else, from --objectness-w."""
+    by_set, default = dict(OBJECTNESS_W), DEFAULT_W
+    for item in request.options.get("objectness_w", ()):
+        name, _, value = item.rpartition("=")
+        if name:
+            by_set[name] = float(value)
+        else:
+            default, by_set = float(value), {}
+    return by_set, default
+
+
+def jobs(request: TrainRequest, cfg: TrainConfig) -> list:
+    """("shared", sample, cfg, seed) per train image of the data sets and ("user", (image, points, mask),
+    cfg, 0) per user image with its clicks (or mask in full mode); cfg carries the image's decay w."""
+    by_set, default = _decays(request)
+    out = [("shared", s, with_objectness_w(cfg, by_set.get(name, default)), cfg.seed * 100003 + s.image_id)
+           for name, _, s in sources.shared_samples(request.datasets)]
+    if request.images_dir:
+        c = with_objectness_w(cfg, default)
+        for image in sources.user_images(request.images_dir):
+            points = sources.label_file(request.points_dir, image.stem, "_points.csv")
+            mask = sources.mask_file(request.masks_dir, image.stem)
+            if (cfg.labels == "points" and points is None) or (cfg.labels == "full" and mask is None):
+                sources.skip(image, "a points file" if cfg.labels == "points" else "a mask")
+                continue
+            out.append(("user", (image, points if cfg.labels == "points" else None,
+                                 mask if cfg.labels == "full" else None), c, 0))
+    return out
+
+
+def prepare(job) -> dict:
+    """Worker: load one job's image and labels and build its canonical-scale training arrays."""
+    from cellpoint.training.annotations import read_label_image, read_points
+    from cellpoint.training.datasets import load_sample
+    from cellpoint.training.weak_labels import points_from_labels
+    kind, item, cfg, seed = job
+    if kind == "shared":
+        image, labels = load_sample(item)
+        xy = points_from_labels(labels, cfg.point_placement, cfg.point_jitter, np.random.default_rng(seed))
+    else:
+        image_path, points_path, labels_path = item
+        image = sources.read_gray(image_path)
+        labels = read_label_image(labels_path) if labels_path else None
+        xy = read_points(points_path)[0] if points_path else None
+    points_rc = None if xy is None else xy[:, ::-1]
+    from cellpoint.training.methods.objectness.train import prepare_example
+    return prepare_example(image.astype(np.float32), points_rc, labels, cfg)
+
+
+def train(examples: list[dict], cfg: TrainConfig, log) -> dict:
+    from cellpoint.training.methods.objectness.train import train as run
+    return run(examples, cfg, log)
+
+
+def build_network(checkpoint: dict):
+    from cellpoint.training.methods.objectness.train import build_network as build
+    return build(checkpoint)
+
+
+def export(checkpoint: dict, probe: np.ndarray) -> ExportPlan:
+    from cellpoint.training.methods.objectness.network import OUTPUTS, ExportHead
+    return ExportPlan(ExportHead(build_network(checkpoint)).eval(), [dict(o) for o in OUTPUTS])
+
+
+SPEC = MethodSpec(
+    name="objectness",
+    title="one click per cell (--labels points) or masks (--labels full)",
+    reference=("Point-supervised segmentation with objectness regularisation "
+               "(Li, Dey, Bermond, von der Emde, Curcio, Ach, Gerig)"),
+    label_kinds=("points", "full"),
+    decoder="maps_and_seeds",
+    configure=configure,
+    jobs=jobs,
+    prepare=prepare,
+    train=train,
+    labels=lambda request, cfg, folder: cfg.labels,
+    export=export,
+    build_network=build_network,
+    options=OPTIONS,
+)
+

@@ -1,0 +1,100 @@
+"""Training of the objectness method: prepare each image's targets once, then train on random crops.
+
+Every image is first rescaled so that its cells have the model's canonical diameter; in weak mode the
+cell size comes from the objectness regions grown from the clicks, never from a mask."""
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from cellpoint.runtime.decoders.maps_and_seeds import MapsAndSeedsParams
+from cellpoint.runtime.normalize import normalize_percentile
+from cellpoint.training.augment import crop_maps, resize
+from cellpoint.training.checkpoint import make_checkpoint
+from cellpoint.training.loop import cosine_schedule, optimise
+from cellpoint.training.methods.objectness import loss as method
+from cellpoint.training.methods.objectness.config import TrainConfig
+from cellpoint.training.methods.objectness.network import UNet
+from cellpoint.training.methods.objectness.regions import objectness_targets, region_boundaries
+from cellpoint.training.targets import label_centroids, median_diameter_from_labels, median_diameter_from_regions
+
+def prepare_example(image: np.ndarray, points_rc: np.ndarray | None, labels: np.ndarray | None,
+                    cfg: TrainConfig) -> dict:
+    """One image's training arrays at the canonical scale.
+
+    image: (H,W) raw intensities. Weak mode needs points_rc (K,2) row/col; full mode needs labels (H,W).
+    Returns {"image": float32 (H',W'), <target maps float32 (H',W')>, "scale": float, "diameter": float}."""
+    norm = normalize_percentile(image[None].astype(np.float32))[0]
+    if cfg.labels == "points":
+        objectness, _, region = objectness_targets(norm, points_rc, cfg.params.w)
+        diameter = median_diameter_from_regions(objectness, region)
+    else:
+        diameter = median_diameter_from_labels(labels)
+    scale = cfg.diameter / diameter if np.isfinite(diameter) and diameter > 0 else 1.0
+    shape = (max(8, round(norm.shape[0] * scale)), max(8, round(norm.shape[1] * scale)))
+    out = {"image": resize(norm, shape), "scale": scale, "diameter": diameter}
+    if cfg.labels == "points":
+        pts = np.clip(np.round(np.asarray(points_rc, float) * scale), 0, np.array(shape) - 1).astype(int)
+        region = resize(region, shape, nearest=True)
+        targets = method.point_targets(out["image"], pts, cfg.params)
+        # objectness: grown at the native resolution, where the clicks and intensities are exact
+        targets["objectness"] = resize(objectness, shape)
+        boundary = region_boundaries(region)
+        targets["point_label"][boundary & (targets["point_label"] < 0.5)] = 0
+        targets["point_weight"][boundary & (targets["point_label"] < 0.5)] = cfg.params.boundary_weight
+    else:
+        small = resize(labels.astype(np.int32), shape, nearest=True)
+        targets = method.full_targets(small, label_centroids(small), cfg.params)
+    out.update(targets)
+    return out
+
+
+_NEAREST_KEYS = frozenset({"point_label", "point_weight", "foreground", "instances"})
+
+
+def sample_crop(example: dict, cfg: TrainConfig, rng: np.random.Generator) -> dict:
+    """A random crop of size cfg.crop, rescaled by a random factor, flipped and rotated; float32 maps
+    (unlabelled pixels of point_label stay -1 past the image's edge)."""
+    return crop_maps(example, cfg.crop, cfg.scale_range, rng, _NEAREST_KEYS, {"point_label": -1.0})
+
+
+def decoder_params(cfg: TrainConfig) -> MapsAndSeedsParams:
+    """The package's decoder parameters. Weak mode trains P(cell) towards Obj/(Obj + β_bg·(1 − Obj)), so
+    the foreground threshold that corresponds to objectness 0.5 (where w was tuned) is 1/(1 + β_bg); full
+    mode uses 0.5. Centre peaks are at least two centre-map sigmas apart."""
+    threshold = 1.0 / (1.0 + cfg.params.beta_background) if cfg.labels == "points" else 0.5
+    return MapsAndSeedsParams(foreground_threshold=round(threshold, 4),
+                              min_distance=max(2, int(round(2 * cfg.params.center_sigma))))
+
+
+def train(examples: list[dict], cfg: TrainConfig, log=print) -> dict:
+    """Train a UNet on prepared examples. Returns a checkpoint dict (`checkpoint.make_checkpoint`)."""
+    torch.manual_seed(cfg.seed)
+    rng = np.random.default_rng(cfg.seed)
+    model = {"arch": "unet", "in_channels": 1, "out_channels": method.OUT_CHANNELS, "widths": list(cfg.widths)}
+    net = build_network({"model": model})
+    with torch.no_grad():  # start the centre map near zero, as CenterNet does, so the focal loss starts sane
+        net.head.bias[2] = -4.0
+    opt = torch.optim.Adam(net.parameters(), lr=cfg.lr)
+    loss_fn = method.weak_loss if cfg.labels == "points" else method.full_loss
+    net.train()
+
+    def step_loss(step):
+        crops = [sample_crop(examples[int(rng.integers(len(examples)))], cfg, rng) for _ in range(cfg.batch)]
+        batch = {k: torch.from_numpy(np.stack([c[k] for c in crops])) for k in crops[0]}
+        return loss_fn(net(batch["image"][:, None]), batch, cfg.params)
+
+    seconds = optimise(net.parameters(), step_loss, cfg.steps, opt, cosine_schedule(opt, cfg.steps, cfg.lr), log,
+                       cfg.log_every)
+    net.eval()
+    return make_checkpoint("objectness", cfg.labels, model, net, cfg.diameter, "maps_and_seeds",
+                           decoder_params(cfg), cfg, seconds)
+
+
+def build_network(checkpoint: dict) -> UNet:
+    """The checkpoint's network (with its weights if it has them), in eval mode."""
+    spec = checkpoint["model"]
+    net = UNet(spec["in_channels"], spec["out_channels"], tuple(spec["widths"]))
+    if "state_dict" in checkpoint:
+        net.load_state_dict(checkpoint["state_dict"])
+    return net.eval()

@@ -1,0 +1,95 @@
+"""Training of Point2Mask: from a box and N clicks labelled cell/background per cell ("points", label kind
+"box-points"), or from full masks ("full", the upper bound), on random crops of the prepared examples
+(data.py), optionally starting from the weights of an earlier point2mask checkpoint (`init_from`)."""
+from __future__ import annotations
+
+import msgspec
+import numpy as np
+import torch
+
+from cellpoint.runtime.decoders.box_masks import BoxMasksParams
+from cellpoint.training.checkpoint import load_checkpoint, make_checkpoint
+from cellpoint.training.loop import cosine_schedule, optimise
+from cellpoint.training.methods.point2mask.config import FEATURE_STRIDE, MODES, MULTIPLE, STRIDES, Point2MaskConfig
+from cellpoint.training.methods.point2mask.data import collate, sample_crop
+from cellpoint.training.methods.point2mask.loss import point2mask_loss
+from cellpoint.training.methods.point2mask.network import ExportDetector, ExportMaskHead, Point2MaskNet
+
+CLIP_NORM = 10.0  # largest total gradient norm of the network's parameters
+
+
+def model_spec(cfg: Point2MaskConfig, in_channels: int) -> dict:
+    """The checkpoint's "model": the network's constructor arguments and its architecture facts."""
+    return {"arch": "point2mask", "in_channels": in_channels, "widths": list(cfg.widths),
+            "channels": cfg.channels, "head_convs": cfg.head_convs, "mask_convs": cfg.mask_convs,
+            "roi_size": cfg.roi_size, "mask_size": 2 * cfg.roi_size, "strides": list(STRIDES),
+            "feature_stride": FEATURE_STRIDE, "multiple": MULTIPLE}
+
+
+def decoder_params(cfg: Point2MaskConfig) -> BoxMasksParams:
+    """The package's `box_masks` decoder parameters: the config's, with the network's pyramid strides."""
+    return msgspec.structs.replace(cfg.decode, strides=tuple(STRIDES))
+
+
+def pretraining_entries(checkpoint: dict) -> list[dict]:
+    """A checkpoint's training data entries marked role "pretraining" (for one trained from its weights)."""
+    return [dict(entry, role="pretraining") for entry in checkpoint.get("training_data", [])]
+
+
+def start_checkpoint(path: str, model: dict) -> dict:
+    """The point2mask checkpoint at `path` (tensors and plain data only); ValueError if its network (whose
+    "arch" names the method) differs from `model`."""
+    checkpoint = load_checkpoint(path)
+    if checkpoint.get("model") != model:
+        raise ValueError(f"{path}: not a point2mask checkpoint of the same network "
+                         f"({checkpoint.get('method')}, {checkpoint.get('model')} vs {model})")
+    return checkpoint
+
+
+def train(examples: list[dict], cfg: Point2MaskConfig, log=print) -> dict:
+    """Train Point2Mask on prepared examples (all of cfg.mode). Returns a checkpoint dict
+    (`checkpoint.make_checkpoint`); trained from `cfg.init_from`'s weights, it lists that checkpoint's
+    training data with role "pretraining" under "training_data"."""
+    if cfg.mode not in MODES:
+        raise ValueError(f"mode must be one of {MODES}, got {cfg.mode!r}")
+    if cfg.crop % MULTIPLE:
+        raise ValueError(f"crop {cfg.crop} is not a multiple of {MULTIPLE}")
+    torch.manual_seed(cfg.seed)
+    rng = np.random.default_rng(cfg.seed)
+    model = model_spec(cfg, int(examples[0]["image"].shape[0]))
+    net = build_network({"model": model})
+    extra = {}
+    if cfg.init_from:
+        start = start_checkpoint(cfg.init_from, model)
+        net.load_state_dict(start["state_dict"])
+        extra["training_data"] = pretraining_entries(start)
+    opt = torch.optim.AdamW(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    net.train()
+
+    def step_loss(step):
+        crops = [sample_crop(examples[int(rng.integers(len(examples)))], cfg, rng) for _ in range(cfg.batch)]
+        return point2mask_loss(net, collate(crops, cfg, rng), cfg.mode, cfg.size_ranges, cfg.loss)
+
+    seconds = optimise(net.parameters(), step_loss, cfg.steps, opt, cosine_schedule(opt, cfg.steps, cfg.lr), log,
+                       cfg.log_every, CLIP_NORM)
+    net.eval()
+    label_kind = "full" if cfg.mode == "full" else "box-points"
+    return make_checkpoint("point2mask", label_kind, model, net, cfg.diameter, "box_masks", decoder_params(cfg),
+                           cfg, seconds, **extra)
+
+
+def build_network(checkpoint: dict) -> Point2MaskNet:
+    """The checkpoint's network (with its weights if it has them), in eval mode."""
+    spec = checkpoint["model"]
+    net = Point2MaskNet(spec["in_channels"], tuple(spec["widths"]), spec["channels"], spec["head_convs"],
+                        spec["mask_convs"], spec["roi_size"])
+    if "state_dict" in checkpoint:
+        net.load_state_dict(checkpoint["state_dict"])
+    return net.eval()
+
+
+def export_modules(checkpoint: dict) -> tuple[ExportDetector, ExportMaskHead]:
+    """The two exported graphs' torch modules, in eval mode, sharing one network: image → detector outputs
+    + features, and (features, boxes) → masks."""
+    net = build_network(checkpoint)
+    return ExportDetector(net).eval(), ExportMaskHead(net).eval()

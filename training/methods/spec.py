@@ -1,0 +1,95 @@
+"""What a method is to the rest of cellpoint: a `MethodSpec`.
+
+`cellpoint train`, `cellpoint export` and the benchmarks only talk to methods through these objects; a
+method's folder holds everything else (network, loss, data preparation, training loop)."""
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import click
+import numpy as np
+
+
+@dataclass(frozen=True)
+class TrainRequest:
+    """The options of `cellpoint train` every method shares, plus the chosen method's own (`options`).
+
+    datasets: shared data set specs NAME[:KIND,..] (their train splits); images_dir/points_dir/masks_dir:
+    a user's folders (None when not given). supervision: "weak" (the method's cheap label) or "full"
+    (masks, the upper bound). steps, batch, lr, diameter: None = the method's default. cell_diameter:
+    the cells' diameter (px) in the user's images, if stated. placement, jitter: how clicks are derived
+    from shared data sets' masks. options: {option name: value} of the method's own options."""
+    datasets: tuple[str, ...] = ()
+    images_dir: Path | None = None
+    points_dir: Path | None = None
+    masks_dir: Path | None = None
+    supervision: str = "weak"
+    steps: int | None = None
+    batch: int | None = None
+    lr: float | None = None
+    diameter: float | None = None
+    cell_diameter: float | None = None
+    placement: str = "centroid"
+    jitter: float = 0.0
+    seed: int = 0
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class GraphExport:
+    """A further ONNX graph a decoder runs: the torch module, example inputs ({name: tensor}, used for
+    tracing and the parity check), the output's name, the dynamic axes, the file to write."""
+    module: Any
+    inputs: dict[str, Any]
+    output: str
+    dynamic_axes: dict[str, dict[int, str]]
+    file: str
+
+
+@dataclass(frozen=True)
+class ExportPlan:
+    """What `cellpoint export` writes for a checkpoint.
+
+    module: the main graph, image (N,C,H,W) float32 → the outputs in order; outputs: the card's output
+    entries (name, axes, stride, description); graphs: {role: GraphExport}; assets: {role: JSON-able}
+    (written as <role>.json); figures: [(file name, caption, uint8 (H,W,3) RGB image)]."""
+    module: Any
+    outputs: list[dict]
+    graphs: dict[str, GraphExport] = field(default_factory=dict)
+    assets: dict[str, Any] = field(default_factory=dict)
+    figures: list[tuple[str, str, np.ndarray]] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class MethodSpec:
+    """A training method.
+
+    name: its id (checkpoints' and cards' "method", `cellpoint train --method`). title: one line for help.
+    reference: the paper. label_kinds: the label kinds its checkpoints record. decoder: the runtime decoder
+    its packages use. options: its own `cellpoint train` options (click options; names unique across
+    methods).
+    configure(request) → its training config (raise click.UsageError for options it cannot use).
+    jobs(request, config) → picklable jobs, one per training image; prepare(job) → one training example
+      (a top-level function: it runs in worker processes).
+    train(examples, config, log) → a checkpoint dict (`cellpoint.training.checkpoint.make_checkpoint`).
+    labels(request, config, folder) → how the labels of the shared data sets (folder False) or of the
+      user's folder (True) are described in the checkpoint and card.
+    export(checkpoint, probe) → ExportPlan; probe: float32 (1,C,H,W), a normalised sample image.
+    build_network(checkpoint) → the trained torch network, in eval mode."""
+    name: str
+    title: str
+    reference: str
+    label_kinds: tuple[str, ...]
+    decoder: str
+    configure: Callable[[TrainRequest], Any]
+    jobs: Callable[[TrainRequest, Any], list]
+    prepare: Callable[[Any], dict]
+    train: Callable[[list[dict], Any, Callable[[str], None]], dict]
+    labels: Callable[[TrainRequest, Any, bool], str]
+    export: Callable[[dict, np.ndarray], ExportPlan]
+    build_network: Callable[[dict], Any]
+    options: Sequence[click.Option] = ()
+    aliases: tuple[str, ...] = ()
