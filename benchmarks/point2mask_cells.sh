@@ -130,12 +130,12 @@ python - <<'PY'
 from pathlib import Path
 import tifffile
 from cellpoint.training.datasets import list_samples, load_sample
-from cellpoint.training.cli.labels import _unique_stems
+from cellpoint.training.sources import unique_stems
 out = Path("runs/usiigaci_half")
 (out / "images").mkdir(parents=True, exist_ok=True)
 (out / "masks").mkdir(exist_ok=True)
 samples = list_samples("usiigaci_phase_contrast", "train")
-for s, stem in list(zip(samples, _unique_stems([s.file_name for s in samples])))[::2]:
+for s, stem in list(zip(samples, unique_stems([s.file_name for s in samples])))[::2]:
     image, labels = load_sample(s)
     tifffile.imwrite(out / "images" / f"{stem}.tif", image)
     tifffile.imwrite(out / "masks" / f"{stem}.tif", labels.astype("uint16"))

@@ -2,7 +2,8 @@
 (images beside label files named by the image's stem, as `cellpoint labels` writes them)."""
 from __future__ import annotations
 
-from pathlib import Path
+from collections import Counter
+from pathlib import Path, PurePosixPath
 
 import click
 import numpy as np
@@ -49,3 +50,12 @@ def read_gray(path) -> np.ndarray:
     """A user's training image as float (H,W): colour channels averaged."""
     image = read_image(path)
     return image.mean(-1) if image.ndim == 3 else image
+
+
+def unique_stems(file_names: list[str]) -> list[str]:
+    """Output stem per image: Path(file_name).stem, or, where stems collide (e.g. many `set*/raw.tif`),
+    the whole relative path without suffix joined by '_'."""
+    stems = [PurePosixPath(f.replace("\\", "/")).stem for f in file_names]
+    counts = Counter(stems)
+    return [stem if counts[stem] == 1 else "_".join(PurePosixPath(f.replace("\\", "/")).with_suffix("").parts)
+            for stem, f in zip(stems, file_names)]

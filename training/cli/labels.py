@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import json
 import zlib
-from collections import Counter
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 
 import click
 import numpy as np
 
 from cellpoint.runtime.image_io import write_png
 from cellpoint.training.annotations import coco_label_image, read_label_image, write_json, write_points_csv
+from cellpoint.training.sources import unique_stems
 from cellpoint.training.weak_labels import (annotation_hours, box_points_from_labels, foreground_and_count,
                                             foreground_and_locations, points_from_labels, seconds_per_cell)
 
@@ -34,19 +34,10 @@ def _coco_sources(coco_path: Path, split_path: Path | None, subset: str) -> list
         except (OSError, ValueError, KeyError) as error:
             raise click.ClickException(f"{split_path}: cannot read subset {subset!r} ({error})") from None
         images = [im for im in images if im["id"] in wanted]
-    names = _unique_stems([im["file_name"] for im in images])
+    names = unique_stems([im["file_name"] for im in images])
     return [{"name": name, "image_id": im["id"], "file_name": im["file_name"],
              "load": (lambda im=im: coco_label_image(coco, im["id"]))}
             for name, im in zip(names, images)]
-
-
-def _unique_stems(file_names: list[str]) -> list[str]:
-    """Output stem per image: Path(file_name).stem, or, where stems collide (e.g. many `set*/raw.tif`),
-    the whole relative path without suffix joined by '_'."""
-    stems = [PurePosixPath(f.replace("\\", "/")).stem for f in file_names]
-    counts = Counter(stems)
-    return [stem if counts[stem] == 1 else "_".join(PurePosixPath(f.replace("\\", "/")).with_suffix("").parts)
-            for stem, f in zip(stems, file_names)]
 
 
 def _label_dir_sources(label_dir: Path) -> list[dict]:

@@ -64,11 +64,11 @@ def jobs(request: TrainRequest, cfg: Point2MaskConfig) -> list:
     """("shared", sample, cfg, seed, stem, --cell-diameter) per train image of the data sets (stem as
     `cellpoint labels` names its files) and ("user", (image, boxpoints file, mask file), cfg, seed, stem,
     --cell-diameter) per user image with its `<stem>_boxpoints.json` (weak) or label image (full)."""
-    from cellpoint.training.cli.labels import _unique_stems
+    from cellpoint.training.sources import unique_stems
     out = []
     for spec in request.datasets:
         samples = [s for _, _, s in sources.shared_samples([spec])]
-        stems = _unique_stems([s.file_name for s in samples])
+        stems = unique_stems([s.file_name for s in samples])
         out += [("shared", s, cfg, request.seed, stem, request.cell_diameter) for s, stem in zip(samples, stems)]
     if request.images_dir:
         for image in sources.user_images(request.images_dir):
