@@ -15,6 +15,8 @@ DATASET_LICENCES = {
     "usiigaci_phase_contrast": "MIT (Usiigaci, OIST)",
     "neurips22_cellseg_samples": "NeurIPS 2022 Cell Segmentation challenge terms",
     "stardist_bundled_2d": "CC0 (from DSB 2018, shipped in stardist, BSD-3-Clause)",
+    "dsb2018_bbbc038_extra": "CC0 1.0 (Kaggle Data Science Bowl 2018 / BBBC038, Broad Institute)",
+    "usiigaci_phase_contrast_extra": "MIT (Usiigaci, OIST)",
 }
 
 
@@ -28,7 +30,8 @@ def build_card(checkpoint: dict, name: str, description: str, weights: dict, gra
     for entry in checkpoint.get("training_data", []):
         item = dict(entry)
         if "dataset" in entry:
-            item["licence"] = DATASET_LICENCES.get(entry["dataset"], "see the data set's SOURCE.md")
+            name = str(entry["dataset"]).partition(":")[0]
+            item["licence"] = DATASET_LICENCES.get(name, "see the data set's SOURCE.md")
         training_data.append(item)
     card = {
         "format": CARD_FORMAT,
@@ -84,9 +87,12 @@ def render_readme(card: dict, notes: str = "") -> str:
              + f", {card['architecture']['parameters']:,} parameters; input {card['inputs'][0]['channels']} channel(s), "
              f"percentile normalisation ({card['inputs'][0]['preprocessing']['low']}–"
              f"{card['inputs'][0]['preprocessing']['high']}).",
-             f"- Expected cell diameter: {card['object_diameter_px']} px (pass `--diameter` for other sizes)"
-             + ("; by default each image is segmented again at the median size of the cells found "
-                "(`--fixed-diameter` turns that off)." if card.get("refine_diameter") else "."),
+             f"- Cell diameter the network sees: {card['object_diameter_px']} px. "
+             + ("With no `--diameter`, each image's cell diameter is estimated by the package's scale model "
+                "(`scale.onnx`) and the image rescaled to it. " if card.get("scale") else
+                "Pass `--diameter` (the cells' diameter in your images, px) for other sizes. ")
+             + ("By default each image is then segmented again at the median size of the cells found "
+                "(`--fixed-diameter` turns that off)." if card.get("refine_diameter") else ""),
              f"- Decoder: `{card['decoder']['name']}` {card['decoder']['params']}"
              + (f"; then {card['postprocess']}" if any(v is not None for v in card.get("postprocess", {}).values())
                 else "") + ".",
@@ -100,7 +106,7 @@ def render_readme(card: dict, notes: str = "") -> str:
     for item in card["training_data"]:
         what = item.get("dataset", item.get("folder"))
         kinds = f" ({', '.join(item['kinds'])})" if item.get("kinds") else ""
-        role = " (pretraining)" if item.get("role") == "pretraining" else ""
+        role = f" ({item['role']})" if item.get("role") else ""
         lines.append(f"- {what}{kinds}, {item.get('split', '')} split{role} — licence: "
                      f"{item.get('licence', 'user data')}")
     for fig in card.get("figures", []):

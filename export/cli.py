@@ -44,6 +44,25 @@ def apply_decoder_params(checkpoint: dict, items) -> None:
     checkpoint["postprocess"] = postprocess
 
 
+def scale_export(path):
+    """The scale graph of a scale model file (traced on two random tiles), the card's "scale" entry and the
+    scale model's training data entries (role "scale model")."""
+    import msgspec
+    import torch
+    from cellpoint.runtime.scale import ScaleParams
+    from cellpoint.training.methods import GraphExport
+    from cellpoint.training.scale_model import STRIDE, build_scale_network, load_scale_checkpoint
+    checkpoint = load_scale_checkpoint(path)
+    net = build_scale_network(checkpoint)
+    tiles = torch.from_numpy(np.random.default_rng(0).random((2, 1, 128, 128), dtype=np.float32))
+    graph = GraphExport(net, {"image": tiles}, "scale",
+                        {"image": {0: "tiles", 2: "height", 3: "width"}, "scale": {0: "tiles", 2: "grid_h", 3: "grid_w"}},
+                        "scale.onnx")
+    params = ScaleParams(canonical_px=float(checkpoint["canonical_px"]), stride=STRIDE)
+    data = [dict(entry, role="scale model") for entry in checkpoint.get("training_data", [])]
+    return graph, msgspec.to_builtins(params), data
+
+
 def _write_json_asset(folder: Path, role: str, content) -> dict:
     from cellpoint.runtime.package import sha256_file
     path = folder / f"{role}.json"
@@ -71,9 +90,12 @@ def _write_json_asset(folder: Path, role: str, content) -> dict:
 @click.option("--refine-diameter", is_flag=True,
               help="Make the package re-run each image at its measured cell size by default (the runtime's "
               "refine_diameter); the sample output is made that way.")
+@click.option("--scale-model", type=click.Path(exists=True, dir_okay=False),
+              help="A scale model (`cellpoint train-scale`): the package then estimates each image's cell diameter "
+              "when none is given.")
 @click.option("--atol", default=1e-4, show_default=True, help="Largest allowed torch-vs-onnxruntime difference.")
 def export(checkpoint, out_dir, name, description, samples, sample_source, sample_licence, eval_sets, notes,
-           decoder_params, refine_diameter, atol):
+           decoder_params, refine_diameter, scale_model, atol):
     """Export CHECKPOINT to a self-describing ONNX model package; fails if onnxruntime disagrees with torch."""
     try:
         import torch  # noqa: F401
@@ -116,6 +138,10 @@ def export(checkpoint, out_dir, name, description, samples, sample_source, sampl
         try:
             parity = check_parity(plan.module, work / "model.onnx", probe, atol)
             graphs = {role: export_graph(graph, work, atol) for role, graph in plan.graphs.items()}
+            scale, scale_data = None, []
+            if scale_model:
+                scale_graph, scale, scale_data = scale_export(scale_model)
+                graphs[scale["graph"]] = export_graph(scale_graph, work, atol)
         except ParityError as error:
             raise click.ClickException(str(error))
         weights = {"source": "model.onnx", "sha256": sha256_file(work / "model.onnx"), "opset": OPSET,
@@ -127,8 +153,12 @@ def export(checkpoint, out_dir, name, description, samples, sample_source, sampl
             figures.append({"file": file, "caption": caption})
 
         def card(sample_entries, metrics):
-            return build_card(ckpt, name, description, weights, graphs, assets, plan.outputs, TILING,
-                              sample_entries, metrics, figures, spec.reference, refine_diameter)
+            made = build_card(dict(ckpt, training_data=ckpt.get("training_data", []) + scale_data), name, description,
+                              weights, graphs, assets, plan.outputs, TILING, sample_entries, metrics, figures,
+                              spec.reference, refine_diameter)
+            if scale:
+                made["scale"] = scale
+            return made
 
         (work / CARD_FILE).write_text(json.dumps(card([], {}), indent=1))
         segmenter = Segmenter(work, device="cpu")

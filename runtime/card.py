@@ -16,6 +16,8 @@ from typing import Annotated, Any, Literal
 
 import msgspec
 
+from cellpoint.runtime.scale import ScaleParams
+
 CARD_FORMAT = "cellpoint-card/2"
 CARD_FORMAT_V1 = "cellpoint-card/1"
 READABLE_FORMATS = (CARD_FORMAT_V1, CARD_FORMAT)
@@ -29,21 +31,42 @@ class _Struct(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=T
     """Card parts: immutable, unknown fields rejected."""
 
 
-class Preprocessing(_Struct, kw_only=True):
+class Percentile(_Struct, kw_only=True, tag_field="kind", tag="percentile"):
     """How the runtime normalises the image before the network: per channel, the `low` and `high`
-    percentiles map to 0 and 1."""
-    kind: Literal["percentile"]
+    percentiles map to 0 and 1 (values beyond are kept)."""
     low: float = 1.0
     high: float = 99.8
 
+    @property
+    def kind(self) -> str:
+        return "percentile"
+
+
+class RobustPercentile(_Struct, kw_only=True, tag_field="kind", tag="percentile_robust"):
+    """As "percentile", with the percentiles taken after a 3×3 median filter and without saturated pixels
+    (hot pixels and saturated areas do not pull them), and the result clipped to `clip`."""
+    low: float = 1.0
+    high: float = 99.8
+    clip: tuple[float, float] = (-0.5, 1.5)
+
+    @property
+    def kind(self) -> str:
+        return "percentile_robust"
+
+
+Preprocessing = Percentile | RobustPercentile
+
 
 class InputSpec(_Struct, kw_only=True):
-    """The main graph's one input: float32 (batch, channels, y, x)."""
+    """The main graph's one input: float32 (batch, channels, y, x). polarity: "bright" when the network
+    was trained on objects brighter than their background (fluorescence) — the runtime then inverts an
+    image whose background is bright (brightfield, H&E); "dark" the reverse; "any": never inverted."""
     name: str
     axes: Literal["bcyx"] = "bcyx"
     channels: Annotated[int, msgspec.Meta(ge=1)]
     dtype: Literal["float32"] = "float32"
     preprocessing: Preprocessing
+    polarity: Literal["any", "bright", "dark"] = "any"
 
 
 class OutputSpec(_Struct, kw_only=True):
@@ -130,6 +153,8 @@ class Card(_Struct, kw_only=True):
                                                                           "was trained to see")]
     refine_diameter: bool = False
     pixel_size_um: Annotated[float, msgspec.Meta(gt=0)] | None = None
+    object_diameter_um: Annotated[float, msgspec.Meta(gt=0)] | None = None
+    scale: ScaleParams | None = None
     tiling: Tiling
     decoder: DecoderEntry
     postprocess: Postprocess = Postprocess()

@@ -1,6 +1,7 @@
 """Read microscopy images into numpy arrays and write results atomically.
 
-Reading:  `read_image(path, channels=None)` -> (H,W) or (H,W,C) array in the file's dtype.
+Reading:  `read_image(path, channels=None)` -> (H,W) or (H,W,C) array in the file's dtype;
+          `read_planes(path, channels=None)` -> [(plane label, array)] for z-stacks and time series.
 Writing:  `write_labels_tif`, `write_png`, both through `atomic_write` so a crash never leaves a half-written file.
 """
 from __future__ import annotations
@@ -23,6 +24,8 @@ FOLDER_SUFFIXES = {".tif", ".tiff", ".png", ".jpg", ".jpeg"}
 """The files a folder given as input contributes (images; not recursive)."""
 # A trailing axis longer than this is not a channel axis (it is the width of a stack plane).
 _MAX_TRAILING_CHANNELS = 16
+_CHANNEL_AXES = "CS"  # tifffile's channel and sample axes; every other axis but Y, X is a stack axis
+_PLANE_PREFIX = {"Z": "z", "T": "t"}  # plane labels: z0, t1, t0z1; other stack axes (I, Q, ...) give p0, p1
 
 
 class ImageReadError(ImageError):
@@ -38,7 +41,11 @@ def read_image(path, channels: Sequence[int] | None = None) -> np.ndarray:
     """Read a 2-D image (TIFF, PNG, JPEG, BMP) as (H,W) or (H,W,C), keeping the file's dtype.
 
     - TIFF (8/16/32-bit integer or float): multi-page and planar files are read whole; singleton axes are
-      dropped; a leading axis of size <= 4 in front of a large last axis is taken as channels and moved last.
+      dropped; a channel ('C') or sample ('S', RGB(A)) axis is moved last.
+    - Stacks: a TIFF with further axes — Z or T (from ImageJ/OME metadata), or 2+ equal grayscale pages of
+      unknown meaning (axes 'I'/'Q', e.g. pages written one by one) — is a z-stack or time series, not
+      channels: it raises ImageReadError (use `read_planes`), unless `channels` is given and the stack has
+      one stack axis and no channel axis, in which case its planes are taken as the channels.
     - PNG/JPEG/BMP: colour order is returned as RGB(A), not OpenCV's BGR(A).
     - Gray stored as colour: when `channels` is None and a 3- or 4-channel image has identical first three
       channels (and, for 4 channels, a constant fourth/alpha channel), the single gray plane (H,W) is returned.
@@ -47,29 +54,69 @@ def read_image(path, channels: Sequence[int] | None = None) -> np.ndarray:
       order wanted; one index gives (H,W), several give (H,W,len(channels)).
 
     Raises ImageReadError (naming the file) for a missing/unreadable file, an unsupported extension,
-    an array that is not 2-D or 3-D, zero size, complex data, or NaN/inf values in a float image.
+    a stack (see above), zero size, complex data, or NaN/inf values in a float image.
     """
     path = Path(path)
+    image, axes, file_axes = _load(path)
+    n_stack = _n_stack_axes(image, axes)
+    if n_stack:
+        if channels is None or n_stack > 1 or image.ndim > 3:
+            raise ImageReadError(path, _stack_reason(image, axes, file_axes, channels is not None))
+        image = np.moveaxis(image, 0, -1)  # the caller says the planes are channels
+    return _finish(path, image, channels)
+
+
+def read_planes(path, channels: Sequence[int] | None = None) -> list[tuple[str, np.ndarray]]:
+    """Read an image, or each plane of a z-stack / time series, as [(label, (H,W) or (H,W,C) array)].
+
+    A stack (see `read_image`) gives one entry per plane in file order, labelled by its position on each
+    stack axis: "z0", "z1", ... for Z, "t0", ... for T, "t0z1" for a T×Z stack, "p0", ... for pages of
+    unknown meaning. Any other image gives one entry labelled "". `channels` picks among each plane's own
+    channels (as in `read_image`); gray stored as colour collapses per plane. Raises ImageReadError as
+    `read_image` does."""
+    path = Path(path)
+    image, axes, _ = _load(path)
+    n_stack = _n_stack_axes(image, axes)
+    if not n_stack:
+        return [("", _finish(path, image, channels))]
+    planes = image.reshape((-1,) + image.shape[n_stack:])
+    labels = _plane_labels(axes[:n_stack], image.shape[:n_stack])
+    return [(label, _finish(path, plane, channels)) for label, plane in zip(labels, planes)]
+
+
+def _load(path: Path) -> tuple[np.ndarray, str, str]:
+    """Check the path, read the file and its values -> (array, axes, the file's axes): the array's axes are
+    stack axes first, then 'Y', 'X', then at most one channel axis ('C' or 'S'); singleton axes dropped."""
     suffix = path.suffix.lower()
     if suffix not in TIFF_SUFFIXES | CV2_SUFFIXES:
         raise ImageReadError(path, f"unsupported extension {path.suffix!r} "
                                    f"(expected one of {sorted(TIFF_SUFFIXES | CV2_SUFFIXES)})")
     if not path.is_file():
         raise ImageReadError(path, "file not found" if not path.exists() else "not a regular file")
-    image = _read_tiff(path) if suffix in TIFF_SUFFIXES else _read_cv2(path)
+    if suffix in TIFF_SUFFIXES:
+        image, axes, file_axes = _read_tiff(path)
+    else:
+        image = _read_cv2(path)
+        axes = file_axes = "YX" if image.ndim == 2 else "YXS"
     _check_values(path, image)
+    return image, axes, file_axes
+
+
+def _finish(path: Path, image: np.ndarray, channels: Sequence[int] | None) -> np.ndarray:
+    """(H,W) or (H,W,C) -> the `channels` asked for, or the gray plane of gray stored as colour."""
     if channels is not None:
         return _select_channels(path, image, channels)
     return _collapse_gray(image)
 
 
-def _read_tiff(path: Path) -> np.ndarray:
-    """TIFF -> (H,W) or (H,W,C), channels last."""
+def _read_tiff(path: Path) -> tuple[np.ndarray, str, str]:
+    """TIFF -> (array, axes, the file's axes) in tifffile's letters, singleton axes dropped; the array's
+    axes are ordered stack axes, 'Y', 'X', channel axis."""
     try:
         with tifffile.TiffFile(path) as tif:
             series = tif.series
             if len(series) > 1 and all(len(x.shape) == 2 and x.shape == series[0].shape for x in series):
-                # separate 2-D series of one shape (e.g. pages written one by one): read them as planes
+                # separate 2-D series of one shape (e.g. pages written one by one): a stack of planes
                 axes, image = "Q" + series[0].axes, np.stack([x.asarray() for x in series])
             else:
                 axes, image = series[0].axes, series[0].asarray()
@@ -79,32 +126,65 @@ def _read_tiff(path: Path) -> np.ndarray:
     if image.size == 0:
         raise ImageReadError(path, f"image has zero size (shape {image.shape})")
     if len(axes) != image.ndim:  # tifffile normally keeps these in step; fall back to shape rules if not
-        axes = "?" * image.ndim
+        axes = _guess_axes(image.shape)
     keep = [i for i, n in enumerate(image.shape) if n > 1]
     if len(keep) < 2:
         raise ImageReadError(path, f"image has shape {image.shape}; expected a 2-D image")
     image = image.reshape([image.shape[i] for i in keep])
     axes = "".join(axes[i] for i in keep)
-    if image.ndim == 3:
-        image = _channels_last(path, image, axes)
-    elif image.ndim != 2:
-        raise ImageReadError(path, f"image has shape {image.shape} (axes {axes!r}); expected 2-D (H,W) "
-                                   "or 3-D (H,W,C); z-stacks and time series are not supported")
-    return image
+    channel = [i for i, a in enumerate(axes) if a in _CHANNEL_AXES]
+    other = [i for i, a in enumerate(axes) if a not in _CHANNEL_AXES]
+    if len(channel) > 1 or len(other) < 2:
+        raise ImageReadError(path, f"image has shape {image.shape} (axes {axes!r}); expected 2-D (H,W) or "
+                                   "(H,W,C), or a stack of those")
+    order = other + channel  # the last two non-channel axes are the plane's rows and columns
+    return np.ascontiguousarray(np.transpose(image, order)), "".join(axes[i] for i in order), axes
 
 
-def _channels_last(path: Path, image: np.ndarray, axes: str) -> np.ndarray:
-    """Move the channel axis of a 3-D TIFF array last, or raise if it looks like a stack."""
-    for name in "SC":  # tifffile's sample and channel axes
-        if name in axes:
-            return np.moveaxis(image, axes.index(name), -1)
-    first, last = image.shape[0], image.shape[-1]
-    if first <= 4 and last > 4:
-        return np.moveaxis(image, 0, -1)
-    if last <= _MAX_TRAILING_CHANNELS:
-        return image
-    raise ImageReadError(path, f"image has shape {image.shape} (axes {axes!r}); {first} planes look like a "
-                               "z-stack or time series, expected 2-D (H,W) or (H,W,C)")
+def _guess_axes(shape: tuple[int, ...]) -> str:
+    """Axes letters from the shape alone: a short last axis is channels, leading axes are stack axes."""
+    if len(shape) == 2:
+        return "YX"
+    if shape[-1] <= _MAX_TRAILING_CHANNELS:
+        return "Q" * (len(shape) - 3) + "YXS"
+    return "Q" * (len(shape) - 2) + "YX"
+
+
+def _n_stack_axes(image: np.ndarray, axes: str) -> int:
+    """How many leading axes of a `_load` array are stack axes (0 for a plain image)."""
+    return image.ndim - 2 - int(axes[-1] in _CHANNEL_AXES)
+
+
+def _stack_kind(stack_axes: str) -> str:
+    if "Z" in stack_axes and "T" in stack_axes:
+        return "time-lapse z-stack"
+    if "Z" in stack_axes:
+        return "z-stack"
+    if "T" in stack_axes:
+        return "time series"
+    return "z-stack or time series"
+
+
+def _stack_reason(image: np.ndarray, axes: str, file_axes: str, channels_given: bool) -> str:
+    """One line saying the file is a stack and what to do about it (`axes` as `_load` orders them)."""
+    n_stack = _n_stack_axes(image, axes)
+    n_planes = int(np.prod(image.shape[:n_stack]))
+    head = f"{_stack_kind(axes[:n_stack])} of {n_planes} planes"
+    if image.ndim > n_stack + 2:
+        return (f"{head} of {image.shape[-1]} channels (axes {file_axes!r}); segment its planes one by one with "
+                "--planes (--channels then picks each plane's channels)")
+    if channels_given:
+        return f"{head} (axes {file_axes!r}) cannot be read as channels; segment its planes one by one with --planes"
+    if n_stack > 1 or n_planes > _MAX_TRAILING_CHANNELS:  # these are never channels
+        return f"{head} (axes {file_axes!r}); segment its planes one by one with --planes"
+    return (f"{head} (axes {file_axes!r}); segment its planes one by one with --planes, or pick channels with "
+            "--channels if they are channels")
+
+
+def _plane_labels(stack_axes: str, shape: tuple[int, ...]) -> list[str]:
+    """Labels of the planes of a stack in C order, e.g. axes 'TZ', shape (2,3) -> t0z0, t0z1, ..., t1z2."""
+    prefixes = [_PLANE_PREFIX.get(a, "p") for a in stack_axes]
+    return ["".join(f"{p}{i}" for p, i in zip(prefixes, index)) for index in np.ndindex(*shape)]
 
 
 def _read_cv2(path: Path) -> np.ndarray:

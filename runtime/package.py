@@ -131,6 +131,9 @@ def load_package(model: str | Path | None = None, verify: bool = True) -> ModelP
 
 def _check_roles(card: Card, decoder: Decoder, inline_assets: dict) -> None:
     """Every further graph and asset the decoder runs is named by the card."""
+    if card.scale is not None and card.scale.graph not in card.graphs:
+        raise CardError(f"scale.graph: the scale estimate runs graph {card.scale.graph!r}, which the card's graphs "
+                        "do not name")
     missing = [r for r in decoder.graphs if r not in card.graphs]
     if missing:
         raise CardError(f"graphs: decoder {decoder.name!r} runs graph(s) {', '.join(missing)}, which the card "

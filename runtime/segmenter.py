@@ -15,6 +15,7 @@ import msgspec
 import numpy as np
 import onnxruntime as ort
 
+from cellpoint.runtime.colour import to_model_channels
 from cellpoint.runtime.decoding import DecodeContext, Params
 from cellpoint.runtime.errors import CellpointError, ImageError
 from cellpoint.runtime.labels import instance_table, median_diameter, relabel_sequential, resize_labels
@@ -22,6 +23,7 @@ from cellpoint.runtime.normalize import normalize, to_channels_first
 from cellpoint.runtime.outlines import refine_outlines_by_contrast
 from cellpoint.runtime.package import ModelPackage, load_package
 from cellpoint.runtime.providers import choose_providers
+from cellpoint.runtime.scale import estimate_diameter
 from cellpoint.runtime.tiling import predict_tiled
 
 
@@ -46,11 +48,17 @@ class SegmentationResult:
     labels: uint32 (H,W), 0 = background, ids 1..N. table: dict of equal-length (N,) columns id, area (px),
     centroid_y, centroid_x, bbox_y0, bbox_x0, bbox_y1, bbox_x1 (half-open), score, plus any the decoder
     adds (in image px). diameter: the cell diameter (image px) of the pass whose result this is (the
-    measured one when the diameter was refined). model: the package's name."""
+    measured one when the diameter was refined). model: the package's name. diameter_source: where the
+    first pass's diameter came from — "given", "pixel size" (the card's object size in µm and the image's
+    pixel size), "estimated" (the package's scale graph) or "model" (the card's own) — plus ", refined"
+    when the result is from the second pass at the measured size. conversion: what was done to the image to
+    give the model what it takes (e.g. "rgb→luminance, inverted"; "" for nothing)."""
     labels: np.ndarray
     table: dict[str, np.ndarray]
     diameter: float
     model: str
+    diameter_source: str = "given"
+    conversion: str = ""
 
     def __iter__(self) -> Iterator:
         yield self.labels
@@ -91,8 +99,11 @@ class Segmenter:
         providers = choose_providers(device)
         self._session: ort.InferenceSession | None = ort.InferenceSession(
             str(self.package.onnx_path), options, providers=providers)
+        roles = list(self.package.decoder.graphs)
+        if self.package.card.scale is not None:
+            roles.append(self.package.card.scale.graph)
         self._graphs = {role: ort.InferenceSession(str(self.package.graph_path(role)), options, providers=providers)
-                        for role in self.package.decoder.graphs}
+                        for role in roles}
         self.tile = int(tile)
         self._params: Params = self.package.params
         card = self.package.card
@@ -143,8 +154,13 @@ class Segmenter:
 
     # ----------------------------------------------------------------------------------------- segment
 
+    @property
+    def estimates_diameter(self) -> bool:
+        """Whether the package can estimate an image's cell diameter (it has a scale graph)."""
+        return self.package.card.scale is not None
+
     def segment(self, image: np.ndarray, diameter: float | None = None, channels: Sequence[int] | None = None,
-                refine_diameter: bool | None = None) -> SegmentationResult:
+                refine_diameter: bool | None = None, pixel_size: float | None = None) -> SegmentationResult:
         """Segment one image.
 
         Parameters
@@ -153,13 +169,16 @@ class Segmenter:
             (H,W) or (H,W,C), any integer or float dtype.
         diameter : float, optional
             Typical cell diameter in this image (px); the image is rescaled so its cells have the model's
-            diameter. None = the model's own.
+            diameter. None: from `pixel_size` when the card states its cells' size in µm, else estimated
+            by the package's scale graph when it has one, else the model's own.
         channels : sequence of int, optional
             Channels of a (H,W,C) image to feed the model, in order.
         refine_diameter : bool, optional
             Measure the cells found at `diameter` and, if their median diameter differs by more than 10%,
             segment again at the measured size (twice the network time on those images). None = the
             package's default (`refines_diameter`).
+        pixel_size : float, optional
+            µm per pixel of this image (e.g. from its metadata); used when `diameter` is None.
 
         Returns
         -------
@@ -173,15 +192,24 @@ class Segmenter:
         """
         if refine_diameter is None:
             refine_diameter = self.refines_diameter
-        assumed = float(diameter) if diameter else self.diameter
-        labels, table = self._segment_once(image, diameter, channels)
+        image, conversion = self._model_channels(image, channels)
+        assumed, source = self._first_diameter(image, diameter, pixel_size)
+        labels, table = self._segment_once(image, assumed)
         used = assumed
         if refine_diameter:
             measured = median_diameter(table)
             if measured is not None and abs(np.log(measured / assumed)) > np.log(1.1):
-                labels, table = self._segment_once(image, measured, channels)
-                used = measured
-        return SegmentationResult(labels, table, used, self.name)
+                labels, table = self._segment_once(image, measured)
+                used, source = measured, source + ", refined"
+        return SegmentationResult(labels, table, used, self.name, source, conversion)
+
+    def estimate_diameter(self, image: np.ndarray, channels: Sequence[int] | None = None) -> float | None:
+        """The typical cell diameter (image px) of `image` by the package's scale graph; None when the
+        package has none or sees no cells."""
+        scale = self.package.card.scale
+        if scale is None:
+            return None
+        return self._estimate(self._normalised(self._model_channels(image, channels)[0])[0], scale)
 
     def close(self) -> None:
         """Release the onnxruntime sessions; later calls to `segment` raise CellpointError."""
@@ -201,10 +229,45 @@ class Segmenter:
             raise CellpointError(f"{self.name}: this Segmenter was closed")
         return self._session
 
-    def _segment_once(self, image, diameter, channels) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-        """One pass at `diameter`: network, decoder (at its scale), outlines, table."""
+    def _model_channels(self, image: np.ndarray, channels: Sequence[int] | None) -> tuple[np.ndarray, str]:
+        """The image checked, its `channels` picked and converted to what the model takes (colour to
+        luminance, alpha dropped, inverted for the card's polarity); with a note of what was done."""
+        check_image(image)
+        if channels is not None:
+            image = image[..., list(channels)] if image.ndim == 3 else image
+        spec = self.package.card.inputs[0]
+        return to_model_channels(image, spec.channels, spec.polarity)
+
+    def _first_diameter(self, image, diameter, pixel_size) -> tuple[float, str]:
+        """The diameter (image px) of the first pass and where it came from (see SegmentationResult).
+        image: as `_model_channels` returns it."""
+        if diameter:
+            return float(diameter), "given"
+        um = self.package.card.object_diameter_um
+        if pixel_size and um:
+            return float(um) / float(pixel_size), "pixel size"
+        scale = self.package.card.scale
+        if scale is not None:
+            estimate = self._estimate(self._normalised(image)[0], scale)
+            if estimate is not None:
+                return float(estimate), "estimated"
+        return self.diameter, "model"
+
+    def _estimate(self, channel: np.ndarray, scale) -> float | None:
+        """The scale graph's diameter estimate for a normalised (H,W) channel (see runtime.scale)."""
+        session = self._graphs[scale.graph]
+
+        def run(tiles):  # the scale graph's output channels: log2 ratio, presence logit
+            self._open_session()
+            out = session.run(None, {"image": tiles})[0]
+            return out[:, 0], out[:, 1]
+        return estimate_diameter(channel, run, scale)
+
+    def _segment_once(self, image, diameter) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        """One pass at `diameter` over an image as `_model_channels` returns it: network, decoder (at its
+        scale), outlines, table."""
         decoder = self.package.decoder
-        x, scale = self._network_input(image, diameter, channels)
+        x, scale = self._network_input(image, diameter)
         outputs = self._predict(x)
         shape = image.shape[:2]
         maps = self._maps_at_image_size(outputs, shape) if decoder.scale == "image" else outputs
@@ -219,21 +282,22 @@ class Segmenter:
             columns = {k: np.asarray(v)[present - 1] for k, v in columns.items()}
         contrast = self.package.card.postprocess.outline_contrast
         if contrast is not None:
-            labels = refine_outlines_by_contrast(self._intensity(image, channels), labels,
+            labels = refine_outlines_by_contrast(self._intensity(image), labels,
                                                  float(diameter) if diameter else self.diameter, contrast)
         table = instance_table(labels, score)
         table.update(columns)
         return labels, table
 
-    def _network_input(self, image: np.ndarray, diameter: float | None = None,
-                       channels: Sequence[int] | None = None) -> tuple[np.ndarray, float]:
-        """The image as the network sees it: float32 (C,h,w), normalised and rescaled so its cells have
-        the model's diameter; returns it with the scale (network px per image px)."""
-        check_image(image)
-        if channels is not None:
-            image = image[..., list(channels)] if image.ndim == 3 else image
+    def _normalised(self, image: np.ndarray) -> np.ndarray:
+        """An image as `_model_channels` returns it, normalised as the card says, at its own resolution:
+        float32 (C,H,W)."""
         spec = self.package.card.inputs[0]
-        x = normalize(to_channels_first(image, spec.channels), spec.preprocessing)
+        return normalize(to_channels_first(image, spec.channels), spec.preprocessing)
+
+    def _network_input(self, image: np.ndarray, diameter: float | None = None) -> tuple[np.ndarray, float]:
+        """The image (as `_model_channels` returns it) as the network sees it: float32 (C,h,w), normalised
+        and rescaled so its cells have the model's diameter; with the scale (network px per image px)."""
+        x = self._normalised(image)
         h, w = x.shape[1:]
         scale = self.diameter / float(diameter) if diameter else 1.0
         if scale != 1.0:
@@ -251,11 +315,10 @@ class Segmenter:
         tiling = self.package.card.tiling
         return predict_tiled(self._run, x, tile=self.tile, overlap=tiling.overlap, multiple=tiling.multiple)
 
-    def _predict_maps(self, image: np.ndarray, diameter: float | None = None,
-                      channels: Sequence[int] | None = None) -> tuple[dict[str, np.ndarray], float]:
+    def _predict_maps(self, image: np.ndarray, diameter: float | None = None) -> tuple[dict[str, np.ndarray], float]:
         """Network output maps at the image's own resolution (see `_maps_at_image_size`) and the pixel
         scale (image px per network px)."""
-        x, scale = self._network_input(image, diameter, channels)
+        x, scale = self._network_input(self._model_channels(image, None)[0], diameter)
         return self._maps_at_image_size(self._predict(x), image.shape[:2]), 1.0 / scale
 
     def _run_graph(self, role: str, inputs: Mapping[str, np.ndarray]) -> np.ndarray:
@@ -277,11 +340,9 @@ class Segmenter:
             out[name] = arr
         return out
 
-    def _intensity(self, image: np.ndarray, channels: Sequence[int] | None = None) -> np.ndarray:
-        """The model's first input channel at the image's resolution, normalised as the network sees it:
-        float32 (H,W)."""
-        if channels is not None and image.ndim == 3:
-            image = image[..., list(channels)]
+    def _intensity(self, image: np.ndarray) -> np.ndarray:
+        """The model's first input channel at the image's resolution (the image as `_model_channels`
+        returns it), normalised as the network sees it: float32 (H,W)."""
         spec = self.package.card.inputs[0]
         x = to_channels_first(image, spec.channels)[:1]
         return normalize(x, spec.preprocessing)[0]

@@ -1,4 +1,4 @@
-"""read_image / atomic writers on small synthetic files."""
+"""read_image / read_planes / atomic writers on small synthetic files."""
 from __future__ import annotations
 
 import cv2
@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import tifffile
 
-from cellpoint.runtime.image_io import (ImageReadError, atomic_write, read_image, write_labels_tif,
-                                        write_png)
+from cellpoint.runtime.image_io import (ImageReadError, atomic_write, read_image, read_planes,
+                                        write_labels_tif, write_png)
 
 
 def _ramp(h=12, w=17, dtype=np.uint8):
@@ -65,29 +65,115 @@ def test_tiff_dtypes_and_channel_first(tmp_path):
         tifffile.imwrite(tmp_path / "x.tif", image)
         out = read_image(tmp_path / "x.tif")
         assert out.dtype == dtype and np.array_equal(out, image)
+    # (2,H,W) as true planar samples (one page, 'S' axis) is channels. (Written without planarconfig, tifffile
+    # stores it as 2 pages, axes 'QYX': that used to read as channels too, and is now a stack, see below.)
     planar = np.stack([_ramp(dtype=np.uint16), _ramp(dtype=np.uint16) * 2])  # (2,H,W)
-    tifffile.imwrite(tmp_path / "p.tif", planar)
+    tifffile.imwrite(tmp_path / "p.tif", planar, photometric="minisblack", planarconfig="separate")
     out = read_image(tmp_path / "p.tif")
     assert out.shape == (12, 17, 2) and np.array_equal(out[..., 1], planar[1])
 
 
-def test_tiff_multipage_channels_and_singleton_axes(tmp_path):
+def test_tiff_multipage_stacks_and_singleton_axes(tmp_path):
+    # Was test_tiff_multipage_channels_and_singleton_axes: equal grayscale pages of unknown meaning used to be
+    # read as channels. New rule: they are a stack (planes), refused by read_image unless `channels` says
+    # they are channels, and split by read_planes. Dropping singleton axes is unchanged.
     pages = np.stack([_ramp(), _ramp() + 5, _ramp() + 9]).astype(np.uint8)  # 3 pages, not RGB
     with tifffile.TiffWriter(tmp_path / "m.tif") as tif:
         for page in pages:
-            tif.write(page, contiguous=False)
-    out = read_image(tmp_path / "m.tif")
-    assert out.shape == (12, 17, 3) and np.array_equal(out[..., 2], pages[2])
-    tifffile.imwrite(tmp_path / "plain.tif", pages, photometric="minisblack", metadata=None)  # pages without shape metadata
-    assert np.array_equal(read_image(tmp_path / "plain.tif"), np.moveaxis(pages, 0, -1))
+            tif.write(page, contiguous=False)  # pages written one by one: 3 series, axes 'QYX'
+    tifffile.imwrite(tmp_path / "plain.tif", pages, photometric="minisblack", metadata=None)  # axes 'IYX'
+    for name in ("m.tif", "plain.tif"):
+        with pytest.raises(ImageReadError, match=rf"{name}: z-stack or time series of 3 planes .*--planes.*--channels"):
+            read_image(tmp_path / name)
+        out = read_image(tmp_path / name, channels=[0, 1, 2])  # the user says they are channels: as before
+        assert out.shape == (12, 17, 3) and np.array_equal(out, np.moveaxis(pages, 0, -1))
+        planes = read_planes(tmp_path / name)
+        assert [label for label, _ in planes] == ["p0", "p1", "p2"]
+        assert all(np.array_equal(plane, page) for (_, plane), page in zip(planes, pages))
     tifffile.imwrite(tmp_path / "s.tif", _ramp()[None, :, :, None])
     assert read_image(tmp_path / "s.tif").shape == (12, 17)
+    assert [(label, a.shape) for label, a in read_planes(tmp_path / "s.tif")] == [("", (12, 17))]
 
 
 def test_tiff_stack_rejected(tmp_path):
+    # Still refused; the message now says what to do (--planes), and not to try --channels on 20 planes.
     tifffile.imwrite(tmp_path / "z.tif", np.zeros((20, 32, 32), np.uint8))
-    with pytest.raises(ImageReadError, match=r"z\.tif.*z-stack"):
+    with pytest.raises(ImageReadError, match=r"z\.tif: z-stack or time series of 20 planes.*--planes$"):
         read_image(tmp_path / "z.tif")
+    assert len(read_planes(tmp_path / "z.tif")) == 20
+
+
+def _planes(n=3, dtype=np.uint16):
+    return np.stack([_ramp(dtype=dtype) + 10 * k for k in range(n)])
+
+
+def test_imagej_z_stack_is_a_stack_not_channels(tmp_path):
+    stack = _planes(3)
+    tifffile.imwrite(tmp_path / "z.tif", stack, imagej=True, metadata={"axes": "ZYX"})
+    with pytest.raises(ImageReadError) as error:
+        read_image(tmp_path / "z.tif")
+    assert str(error.value) == (f"{tmp_path / 'z.tif'}: z-stack of 3 planes (axes 'ZYX'); segment its planes one "
+                                "by one with --planes, or pick channels with --channels if they are channels")
+    planes = read_planes(tmp_path / "z.tif")
+    assert [label for label, _ in planes] == ["z0", "z1", "z2"]
+    assert all(a.shape == (12, 17) and a.dtype == np.uint16 and np.array_equal(a, s)
+               for (_, a), s in zip(planes, stack))
+    out = read_image(tmp_path / "z.tif", channels=[2, 0])  # --channels on a stack: planes taken as channels
+    assert np.array_equal(out, np.stack([stack[2], stack[0]], axis=-1))
+
+
+def test_time_series_and_time_lapse_z_stack(tmp_path):
+    tifffile.imwrite(tmp_path / "t.tif", _planes(2), imagej=True, metadata={"axes": "TYX"})
+    with pytest.raises(ImageReadError, match=r"t\.tif: time series of 2 planes \(axes 'TYX'\)"):
+        read_image(tmp_path / "t.tif")
+    assert [label for label, _ in read_planes(tmp_path / "t.tif")] == ["t0", "t1"]
+    tz = _planes(6).reshape(2, 3, 12, 17)
+    tifffile.imwrite(tmp_path / "tz.tif", tz, imagej=True, metadata={"axes": "TZYX"})
+    planes = read_planes(tmp_path / "tz.tif")
+    assert [label for label, _ in planes] == ["t0z0", "t0z1", "t0z2", "t1z0", "t1z1", "t1z2"]
+    assert np.array_equal(dict(planes)["t1z0"], tz[1, 0])
+    with pytest.raises(ImageReadError, match=r"6 planes .*cannot be read as channels"):
+        read_image(tmp_path / "tz.tif", channels=[0])  # two stack axes are never channels
+
+
+def test_stack_of_multichannel_planes(tmp_path):
+    zc = _planes(6).reshape(3, 2, 12, 17)
+    tifffile.imwrite(tmp_path / "zc.tif", zc, imagej=True, metadata={"axes": "ZCYX"})
+    with pytest.raises(ImageReadError, match=r"z-stack of 3 planes of 2 channels \(axes 'ZCYX'\)"):
+        read_image(tmp_path / "zc.tif")
+    planes = read_planes(tmp_path / "zc.tif")
+    assert [(label, a.shape) for label, a in planes] == [(f"z{k}", (12, 17, 2)) for k in range(3)]
+    assert np.array_equal(planes[1][1][..., 1], zc[1, 1])
+    assert np.array_equal(read_planes(tmp_path / "zc.tif", channels=[1])[2][1], zc[2, 1])
+
+
+def test_true_channel_axes_still_read_as_channels(tmp_path):
+    cyx = _planes(3)
+    tifffile.imwrite(tmp_path / "ij.tif", cyx, imagej=True, metadata={"axes": "CYX"})
+    tifffile.imwrite(tmp_path / "ome.ome.tif", cyx, metadata={"axes": "CYX"})
+    for name in ("ij.tif", "ome.ome.tif"):
+        out = read_image(tmp_path / name)
+        assert out.shape == (12, 17, 3) and np.array_equal(out, np.moveaxis(cyx, 0, -1)), name
+        assert [label for label, _ in read_planes(tmp_path / name)] == [""]
+    rgb = np.stack([_ramp(), _ramp() + 1, _ramp() + 2], axis=-1)
+    tifffile.imwrite(tmp_path / "rgb.tif", rgb, photometric="rgb")
+    out = read_image(tmp_path / "rgb.tif")
+    assert out.shape == (12, 17, 3) and np.array_equal(out, rgb)
+    rgba = np.dstack([rgb, np.full_like(rgb[..., 0], 200)])
+    rgba[0, 0, 3] = 0
+    tifffile.imwrite(tmp_path / "rgba.tif", rgba, photometric="rgb", extrasamples=["unassalpha"])
+    assert np.array_equal(read_image(tmp_path / "rgba.tif"), rgba)
+
+
+def test_read_planes_of_ordinary_images(tmp_path):
+    rgb = np.stack([_ramp(), _ramp() + 1, _ramp() + 2], axis=-1)
+    write_png(tmp_path / "c.png", rgb)
+    [(label, out)] = read_planes(tmp_path / "c.png")
+    assert label == "" and np.array_equal(out, rgb)
+    tifffile.imwrite(tmp_path / "g.tif", _ramp())
+    assert [(label, a.shape) for label, a in read_planes(tmp_path / "g.tif", channels=[0])] == [("", (12, 17))]
+    with pytest.raises(ImageReadError, match=r"nope\.tif: file not found"):
+        read_planes(tmp_path / "nope.tif")
 
 
 def test_errors_name_file_and_reason(tmp_path):

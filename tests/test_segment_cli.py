@@ -88,3 +88,47 @@ def test_coco_results_of_segment_are_scored_by_evaluate_via_file_names(tiny_pack
     scored = CliRunner().invoke(evaluate, ["--gt", str(gt), "--pred", str(results), "--json"])
     assert scored.exit_code == 0, scored.output
     assert json.loads(scored.output)["n_gt"] == len(annotations)
+
+
+def _z_stack(tmp_path, name="stack.tif"):
+    """A 2-plane ImageJ z-stack of synthetic nuclei in its own folder."""
+    folder = tmp_path / "in"
+    folder.mkdir(exist_ok=True)
+    stack = np.stack([synthetic_nuclei(seed=5)[0], synthetic_nuclei(seed=6)[0]])
+    tifffile.imwrite(folder / name, stack, imagej=True, metadata={"axes": "ZYX"})
+    return folder / name
+
+
+def test_planes_segments_each_plane_of_a_stack(tiny_package, tmp_path):
+    stack = _z_stack(tmp_path)
+    tifffile.imwrite(stack.parent / "flat.tif", synthetic_nuclei(seed=7)[0])  # an ordinary image alongside
+    out = tmp_path / "out"
+    args = [str(stack.parent), "--model", str(tiny_package), "--out", str(out), "--planes", "--overlay",
+            "--coco", str(out / "results.json")]
+    result = CliRunner().invoke(segment, args)
+    assert result.exit_code == 0, result.output
+    assert "segmented 3" in result.output
+    for stem in ("stack_z0", "stack_z1", "flat"):
+        assert tifffile.imread(out / f"{stem}_labels.tif").shape == (96, 128)
+        assert (out / f"{stem}_instances.csv").is_file() and (out / f"{stem}_overlay.png").is_file()
+    assert not (out / "stack_labels.tif").exists()
+    results = json.loads((out / "results.json").read_text())
+    planes = {(r["file_name"], r.get("plane"), r["image_id"]) for r in results}
+    assert {(name, plane) for name, plane, _ in planes} <= {("flat.tif", None), ("stack.tif", "z0"),
+                                                             ("stack.tif", "z1")}
+    assert len({image_id for *_, image_id in planes}) == len({(n, p) for n, p, _ in planes})  # one id per plane
+    again = CliRunner().invoke(segment, args[:-2])  # without --coco: both planes' outputs exist
+    assert again.exit_code == 0 and "skipped 3" in again.output
+
+
+def test_stack_without_planes_fails_with_one_line_and_the_batch_goes_on(tiny_package, tmp_path):
+    stack = _z_stack(tmp_path)
+    tifffile.imwrite(stack.parent / "flat.tif", synthetic_nuclei(seed=7)[0])
+    out = tmp_path / "out"
+    result = CliRunner().invoke(segment, [str(stack.parent), "--model", str(tiny_package), "--out", str(out)])
+    assert result.exit_code == 1
+    errors = [line for line in result.output.splitlines() if line.startswith("error:")]  # stderr and stdout
+    assert len(errors) == 1 and "stack.tif" in errors[0] and "--planes" in errors[0]
+    assert "z-stack of 2 planes" in errors[0]
+    assert (out / "flat_labels.tif").is_file() and not list(out.glob("stack*"))
+    assert "segmented 1" in result.output and "failed 1" in result.output

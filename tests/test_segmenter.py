@@ -76,7 +76,7 @@ def test_refine_diameter_segments_again_at_the_measured_size(tiny_package, monke
     for k in range(6):                                         # six 10x10 squares: diameter 2*sqrt(100/pi)
         one_cell[k * 10:k * 10 + 10, :10] = k + 1
 
-    def fake_once(image, diameter, channels):
+    def fake_once(image, diameter):
         calls.append(diameter)
         from cellpoint.runtime.labels import instance_table
         return one_cell, instance_table(one_cell)
@@ -95,7 +95,7 @@ def test_refine_diameter_defaults_to_the_package_card(tiny_package, monkeypatch)
     for k in range(6):
         cells[k * 10:k * 10 + 10, :10] = k + 1
 
-    def fake_once(image, diameter, channels):
+    def fake_once(image, diameter):
         calls.append(diameter)
         from cellpoint.runtime.labels import instance_table
         return cells, instance_table(cells)

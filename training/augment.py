@@ -107,3 +107,31 @@ def crop_maps(example: dict, size: int, scale_range: tuple[float, float], rng: n
            for key, arr in example.items() if isinstance(arr, np.ndarray)}
     out["image"] = jitter_intensity(out["image"], rng)
     return out
+
+
+def jitter_intensity_wide(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Intensity augmentation covering the kinds of images users bring, for a normalised 2-D image (or a
+    stack of them, (C,H,W)): gamma e^±0.6, gain ×0.5–1.6, offset ±0.15, a linear background ramp of up to
+    0.25 across the image, Gaussian blur (σ up to 1.5 px, one image in three), Gaussian noise of sd up to
+    0.08, and one image in four quantised to 8 bits over its range. Returns float32 of the same shape."""
+    gain, gamma = rng.uniform(0.5, 1.6), np.exp(rng.uniform(-0.6, 0.6))
+    offset, ramp, angle = rng.uniform(-0.15, 0.15), rng.uniform(0, 0.25), rng.uniform(0, 2 * np.pi)
+    blur = rng.uniform(0.3, 1.5) if rng.random() < 1 / 3 else 0.0
+    noise, quantise = rng.uniform(0, 0.08), rng.random() < 0.25
+    img = np.clip(np.asarray(image, np.float32), 0, None) ** gamma * gain + offset
+    h, w = img.shape[-2:]
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+    img = img + ramp * ((np.cos(angle) * xx / max(w, 1) + np.sin(angle) * yy / max(h, 1)) - 0.5)
+    if blur:
+        planes = img.reshape(-1, h, w)
+        img = np.stack([cv2.GaussianBlur(p, (0, 0), blur) for p in planes]).reshape(img.shape)
+    img = img + rng.normal(0, noise, img.shape)
+    if quantise:
+        lo, hi = float(img.min()), float(img.max())
+        if hi > lo:
+            img = np.round((img - lo) / (hi - lo) * 255) / 255 * (hi - lo) + lo
+    return img.astype(np.float32)
+
+
+JITTERS = {"basic": jitter_intensity, "wide": jitter_intensity_wide}
+"""Intensity augmentations by name (a training config's `intensity`)."""

@@ -28,6 +28,11 @@ def expand_inputs(paths: tuple[str, ...]) -> list[Path]:
     return [p for p in unique if not p.stem.endswith(OUTPUT_MARKERS)]
 
 
+def output_stem(path: Path, label: str) -> str:
+    """The name outputs start with: the input's stem, plus `_<label>` for a plane of a stack (e.g. img_z1)."""
+    return f"{path.stem}_{label}" if label else path.stem
+
+
 def write_table_csv(path: Path, table: dict) -> None:
     """The instance table as CSV (one row per instance), written atomically."""
     from cellpoint.runtime.image_io import atomic_write
@@ -49,6 +54,9 @@ def write_table_csv(path: Path, table: dict) -> None:
               help="Measure the cells found at --diameter and segment again at their size if it differs by more "
               "than 10% (up to 2x time), or keep --diameter [default: the model's card says; `cellpoint models`].")
 @click.option("--channels", default=None, help="Comma-separated channel indices to feed the model, e.g. 0 or 1,0.")
+@click.option("--planes", is_flag=True,
+              help="Segment each plane of a z-stack or time series (TIFF) into <stem>_<plane>_labels.tif etc., "
+              "planes labelled z0, z1, ... (t0, t0z1, p0 for pages of unknown kind); without it a stack fails.")
 @click.option("--coco", "coco_path", type=click.Path(dir_okay=False), default=None,
               help="Also write all instances as COCO results JSON (RLE masks, scores); segments every input.")
 @click.option("--overlay", is_flag=True, help="Also write <stem>_overlay.png with outlines on the image.")
@@ -56,13 +64,15 @@ def write_table_csv(path: Path, table: dict) -> None:
 @click.option("--tile", type=int, default=768, show_default=True,
               help="Tile size (px, at the network scale): larger images run in overlapping tiles.")
 @click.option("--overwrite", is_flag=True, help="Redo inputs whose outputs already exist.")
-def segment(paths, model, out_dir, diameter, refine_diameter, channels, coco_path, overlay, device, tile, overwrite):
-    """Segment images (files, folders, globs) into OUT/<stem>_labels.tif and <stem>_instances.csv."""
+def segment(paths, model, out_dir, diameter, refine_diameter, channels, planes, coco_path, overlay, device, tile,
+            overwrite):
+    """Segment images (files, folders, globs) into OUT/<stem>_labels.tif and <stem>_instances.csv (with
+    --planes, each plane of a stack into OUT/<stem>_<plane>_labels.tif ...)."""
     from tqdm import tqdm
 
     from cellpoint.runtime.coco_results import labels_to_coco_results
     from cellpoint.runtime.errors import CellpointError
-    from cellpoint.runtime.image_io import read_image, write_labels_tif, write_png, atomic_write
+    from cellpoint.runtime.image_io import atomic_write, read_image, read_planes, write_labels_tif, write_png
     from cellpoint.runtime.overlay import render_overlay
     from cellpoint.runtime.segmenter import Segmenter
 
@@ -78,29 +88,49 @@ def segment(paths, model, out_dir, diameter, refine_diameter, channels, coco_pat
     out.mkdir(parents=True, exist_ok=True)
     click.echo(f"model {segmenter.package.name} on {segmenter.provider}; {len(inputs)} image(s) → {out}", err=True)
     failed, done, skipped, results = [], 0, 0, []
-    for image_id, path in enumerate(tqdm(inputs, unit="img", file=sys.stderr, disable=None), start=1):
-        labels_path = out / f"{path.stem}_labels.tif"
-        if labels_path.exists() and not overwrite and coco_path is None:
+    image_id = 0  # COCO image ids: input order, one per plane of a stack; a failed read uses one
+    for path in tqdm(inputs, unit="img", file=sys.stderr, disable=None):
+        if (out / f"{path.stem}_labels.tif").exists() and not overwrite and coco_path is None:
             skipped += 1
+            image_id += 1
             continue
         try:
-            image = read_image(path, channels=chosen)
-            labels, table = segmenter.segment(image, diameter=diameter, refine_diameter=refine_diameter)
-        except (CellpointError, ValueError) as error:
+            images = read_planes(path, channels=chosen) if planes else [("", read_image(path, channels=chosen))]
+        except (CellpointError, ValueError) as error:  # e.g. a stack without --planes: one line, go on
             message = str(error) if str(path) in str(error) else f"{path}: {error}"
             tqdm.write(f"error: {message}", file=sys.stderr)
-            failed.append(path)
+            failed.append(str(path))
+            image_id += 1
             continue
-        write_labels_tif(labels_path, labels)
-        write_table_csv(out / f"{path.stem}_instances.csv", table)
-        if overlay:
-            write_png(out / f"{path.stem}_overlay.png", render_overlay(image, labels))
-        if coco_path is not None:
-            scores = {int(i): float(s) for i, s in zip(table["id"], table["score"])}
-            for result in labels_to_coco_results(labels, image_id, scores):
-                result["file_name"] = path.name
-                results.append(result)
-        done += 1
+        for label, image in images:
+            image_id += 1
+            stem = output_stem(path, label)
+            where = f"{path} plane {label}" if label else str(path)
+            labels_path = out / f"{stem}_labels.tif"
+            if label and labels_path.exists() and not overwrite and coco_path is None:
+                skipped += 1
+                continue
+            try:
+                result = segmenter.segment(image, diameter=diameter, refine_diameter=refine_diameter)
+            except (CellpointError, ValueError) as error:
+                tqdm.write(f"error: {where}: {error}", file=sys.stderr)
+                failed.append(where)
+                continue
+            if result.conversion:
+                tqdm.write(f"{where}: {result.conversion}", file=sys.stderr)
+            labels, table = result
+            write_labels_tif(labels_path, labels)
+            write_table_csv(out / f"{stem}_instances.csv", table)
+            if overlay:
+                write_png(out / f"{stem}_overlay.png", render_overlay(image, labels))
+            if coco_path is not None:
+                scores = {int(i): float(s) for i, s in zip(table["id"], table["score"])}
+                for coco in labels_to_coco_results(labels, image_id, scores):
+                    coco["file_name"] = path.name
+                    if label:
+                        coco["plane"] = label
+                    results.append(coco)
+            done += 1
     if coco_path is not None:
         with atomic_write(Path(coco_path)) as tmp:
             Path(tmp).write_text(json.dumps(results))
