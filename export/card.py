@@ -44,7 +44,8 @@ def build_card(checkpoint: dict, name: str, description: str, weights: dict, gra
         "license": "MIT (weights); see training_data for the data licences",
         "weights": {"format": "onnx", **weights},
         "inputs": [{"name": "image", "axes": "bcyx", "channels": checkpoint["model"]["in_channels"],
-                    "dtype": "float32", "preprocessing": checkpoint["normalization"]}],
+                    "dtype": "float32", "preprocessing": checkpoint["normalization"],
+                    "polarity": checkpoint.get("polarity", "any")}],
         "outputs": outputs,
         "object_diameter_px": checkpoint["diameter"],
         "refine_diameter": bool(refine_diameter),
@@ -85,8 +86,10 @@ def render_readme(card: dict, notes: str = "") -> str:
              f"- Network: {card['architecture']['arch']}"
              + (f" widths {card['architecture']['widths']}" if "widths" in card["architecture"] else "")
              + f", {card['architecture']['parameters']:,} parameters; input {card['inputs'][0]['channels']} channel(s), "
-             f"percentile normalisation ({card['inputs'][0]['preprocessing']['low']}–"
-             f"{card['inputs'][0]['preprocessing']['high']}).",
+             f"{card['inputs'][0]['preprocessing']['kind']} normalisation ({card['inputs'][0]['preprocessing']['low']}–"
+             f"{card['inputs'][0]['preprocessing']['high']})"
+             + (f", images with a bright background inverted (polarity {card['inputs'][0]['polarity']})"
+                if card["inputs"][0].get("polarity", "any") != "any" else "") + ".",
              f"- Cell diameter the network sees: {card['object_diameter_px']} px. "
              + ("With no `--diameter`, each image's cell diameter is estimated by the package's scale model "
                 "(`scale.onnx`) and the image rescaled to it. " if card.get("scale") else

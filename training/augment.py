@@ -97,15 +97,16 @@ def jitter_intensity(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
 
 
 def crop_maps(example: dict, size: int, scale_range: tuple[float, float], rng: np.random.Generator,
-              nearest: frozenset = frozenset(), fill: dict | None = None) -> dict:
+              nearest: frozenset = frozenset(), fill: dict | None = None, jitter=None) -> dict:
     """A random crop of every 2-D array of `example` (all (H,W), "image" among them; other entries are
     skipped), resized with nearest neighbour for the keys in `nearest` and padded past the edge with
-    fill[key] (default 0); the image is intensity-jittered. Returns {key: float32 (size, size)}."""
+    fill[key] (default 0); the image is intensity-jittered (`jitter`, default `jitter_intensity`).
+    Returns {key: float32 (size, size)}."""
     crop = Crop.sample(rng, example["image"].shape, size, scale_range)
     fill = fill or {}
     out = {key: crop.plane(arr, key in nearest, fill.get(key, 0.0))
            for key, arr in example.items() if isinstance(arr, np.ndarray)}
-    out["image"] = jitter_intensity(out["image"], rng)
+    out["image"] = (jitter or jitter_intensity)(out["image"], rng)
     return out
 
 

@@ -3,7 +3,8 @@ code from the file (`torch.load(..., weights_only=True)`).
 
 A checkpoint is a dict, format "cellpoint-checkpoint/2":
     format, method (a registered method id), label_kind, model (the network's constructor arguments),
-    state_dict, diameter (px the network sees cells at), normalization ({kind, low, high}),
+    state_dict, diameter (px the network sees cells at), normalization (the card's preprocessing entry,
+    e.g. {kind, low, high}), polarity ("any", "bright", "dark": the card's inputs[0].polarity),
     decoder ({name, params}: the runtime decoder and its parameters), postprocess ({outline_contrast}),
     config (the training configuration), train_seconds, training_data ([{dataset|folder, ...}]),
     and whatever else a method keeps (e.g. LACSS's aux_state_dict).
@@ -23,7 +24,6 @@ from cellpoint.runtime.errors import CellpointError
 
 CHECKPOINT_FORMAT = "cellpoint-checkpoint/2"
 READABLE_FORMATS = ("cellpoint-checkpoint/1", CHECKPOINT_FORMAT)
-NORMALIZATION = {"kind": "percentile", "low": 1.0, "high": 99.8}
 
 
 class CheckpointError(CellpointError, ValueError):
@@ -42,9 +42,32 @@ def config_dict(cfg) -> dict:
     return out
 
 
+def preprocessing(kind: str = "percentile") -> dict:
+    """The card's preprocessing entry for a normalisation kind ("percentile" or "percentile_robust"), with
+    the defaults of cellpoint.runtime.card."""
+    from cellpoint.runtime.card import Percentile, RobustPercentile
+    entry = {"percentile": Percentile, "percentile_robust": RobustPercentile}[kind]()
+    return msgspec.to_builtins(entry)
+
+
+def normalise(image, kind: str = "percentile"):
+    """A (H,W) or (C,H,W) image normalised as a package with preprocessing `kind` normalises it: float32,
+    same shape."""
+    import numpy as np
+    from cellpoint.runtime.card import Preprocessing
+    from cellpoint.runtime.normalize import normalize
+    arr = np.asarray(image, np.float32)
+    planes = arr[None] if arr.ndim == 2 else arr
+    out = normalize(planes, msgspec.convert(preprocessing(kind), Preprocessing))
+    return out[0] if arr.ndim == 2 else out
+
+
 def make_checkpoint(method: str, label_kind: str, model: dict, net: torch.nn.Module, diameter: float,
-                    decoder_name: str, decoder_params: msgspec.Struct, cfg, seconds: float, **extra) -> dict:
-    """The checkpoint dict of a trained network (see the module); `extra` adds method-specific entries."""
+                    decoder_name: str, decoder_params: msgspec.Struct, cfg, seconds: float,
+                    normalization: str = "percentile", polarity: str = "any", **extra) -> dict:
+    """The checkpoint dict of a trained network (see the module); normalization: the preprocessing kind it
+    was trained with; polarity: the image polarity it learned (the card's inputs[0].polarity); `extra` adds
+    method-specific entries."""
     return {
         "format": CHECKPOINT_FORMAT,
         "method": method,
@@ -52,7 +75,8 @@ def make_checkpoint(method: str, label_kind: str, model: dict, net: torch.nn.Mod
         "model": model,
         "state_dict": net.state_dict(),
         "diameter": diameter,
-        "normalization": dict(NORMALIZATION),
+        "normalization": preprocessing(normalization),
+        "polarity": polarity,
         "decoder": {"name": decoder_name, "params": msgspec.to_builtins(decoder_params)},
         "postprocess": {},
         "config": config_dict(cfg),

@@ -117,6 +117,29 @@ def load_sample(sample: Sample, channels: Sequence[int] | None = None) -> tuple[
     return image, labels
 
 
+def load_training_sample(sample: Sample, polarity: str = "any") -> tuple[np.ndarray, np.ndarray]:
+    """-> (image float32 (H,W), labels uint32 (H,W)) prepared as the runtime prepares an image for a
+    one-channel model of this polarity (colour to luminance, alpha dropped, inverted when the polarity
+    asks for it; `cellpoint.runtime.colour`), raw intensities otherwise."""
+    from cellpoint.runtime.colour import to_model_channels
+    image, _ = to_model_channels(read_image(sample.path), 1, polarity)
+    image = np.asarray(image, np.float32)
+    labels = coco_label_image(load_coco(sample.dataset, _root_of(sample)), sample.image_id)
+    if image.shape != labels.shape:
+        raise ImageReadError(sample.path, f"image is {image.shape[1]}x{image.shape[0]} (WxH) but the "
+                                          f"annotations say {labels.shape[1]}x{labels.shape[0]}")
+    return image, labels
+
+
+def sample_group(sample: Sample) -> str:
+    """The group a sample is balanced in: its data set family (an `_extra` set joins its original) and, for
+    DSB, its image kind, e.g. "dsb2018_bbbc038:color"."""
+    family = sample.dataset.removesuffix("_extra")
+    kind = next((im.get("dsb_kind") for im in load_coco(sample.dataset, _root_of(sample))["images"]
+                 if im["id"] == sample.image_id), None)
+    return f"{family}:{kind}" if kind else family
+
+
 def _root_of(sample: Sample) -> Path:
     """The data root a sample came from: its path minus file_name, minus the dataset folder."""
     folder = sample.path

@@ -12,12 +12,13 @@ from cellpoint.runtime.image_io import FOLDER_SUFFIXES, read_image
 from cellpoint.training.datasets import Sample, list_samples, parse_dataset_spec
 
 
-def shared_samples(datasets) -> list[tuple[str, list[str] | None, Sample]]:
-    """(data set name, kinds, sample) of every train image of the data set specs NAME[:KIND,..], in order."""
+def shared_samples(datasets, subset: str = "train") -> list[tuple[str, list[str] | None, Sample]]:
+    """(data set name, kinds, sample) of every image of the data set specs NAME[:KIND,..] in `subset`
+    (their train splits by default), in order."""
     out = []
     for spec in datasets:
         name, kinds = parse_dataset_spec(spec)
-        out += [(name, kinds, s) for s in list_samples(name, "train", kinds)]
+        out += [(name, kinds, s) for s in list_samples(name, subset, kinds)]
     return out
 
 
@@ -50,6 +51,13 @@ def read_gray(path) -> np.ndarray:
     """A user's training image as float (H,W): colour channels averaged."""
     image = read_image(path)
     return image.mean(-1) if image.ndim == 3 else image
+
+
+def read_prepared(path, polarity: str) -> np.ndarray:
+    """A user's training image as float32 (H,W), prepared as the runtime prepares it for a one-channel
+    model of this polarity (colour to luminance, inverted when the polarity asks for it)."""
+    from cellpoint.runtime.colour import to_model_channels
+    return np.asarray(to_model_channels(read_image(path), 1, polarity)[0], np.float32)
 
 
 def unique_stems(file_names: list[str]) -> list[str]:

@@ -12,7 +12,7 @@ from pathlib import Path
 import click
 
 from cellpoint.training.datasets import parse_dataset_spec
-from cellpoint.training.methods import TrainRequest, all_methods, get_method, method_names
+from cellpoint.training.methods import Recipe, TrainRequest, all_methods, get_method, method_names
 
 
 def _prepare_all(worker, jobs: list, workers: int) -> list:
@@ -85,6 +85,23 @@ def _common_options() -> list[click.Option]:
                      "(wsispdr, lacss): no human label — one location per local maximum of a difference of Gaussians "
                      "of the nuclear stain (σ 4.2 and 5 px scaled by cell diameter / 14 px)."),
         click.Option(["--jitter"], default=0.0, show_default=True, help="Gaussian jitter (px) of derived clicks."),
+        click.Option(["--scale-range"], type=float, nargs=2, default=None, metavar="LOW HIGH",
+                     help="Random zoom of the training crops, e.g. 0.5 2 (cells from half to twice the canonical "
+                     "diameter) [the method's own, about 0.7–1.4]."),
+        click.Option(["--intensity"], type=click.Choice(["basic", "wide"]), default="basic", show_default=True,
+                     help="Intensity augmentation: basic (gain, gamma, offset, noise) or wide (also background "
+                     "ramps, blur, 8-bit quantisation, larger ranges)."),
+        click.Option(["--balance/--no-balance"], default=False, show_default=True,
+                     help="Draw every data set and image kind equally often (an _extra set joins its original)."),
+        click.Option(["--polarity"], type=click.Choice(["any", "bright", "dark"]), default="any", show_default=True,
+                     help="bright: the network learns bright objects on a dark background; images with a bright "
+                     "background (brightfield, H&E) are inverted, in training and by the runtime."),
+        click.Option(["--normalization"], type=click.Choice(["percentile", "percentile_robust"]),
+                     default="percentile", show_default=True,
+                     help="percentile_robust: percentiles that hot pixels and saturated areas do not pull, clipped."),
+        click.Option(["--val-every"], type=click.IntRange(min=0), default=0, show_default=True,
+                     help="Score the network on the data sets' val splits every N steps and keep the best "
+                     "(objectness; 0: keep the last)."),
         click.Option(["--seed"], default=0, show_default=True),
         click.Option(["--workers"], default=min(2, os.cpu_count() or 1), show_default=True),
     ]
@@ -92,7 +109,8 @@ def _common_options() -> list[click.Option]:
 
 @click.pass_context
 def _train(ctx, datasets, images_dir, points_dir, masks_dir, method, supervision, cell_diameter, out, steps,
-           batch, lr, diameter, placement, jitter, seed, workers, **_):
+           batch, lr, diameter, placement, jitter, scale_range, intensity, balance, polarity, normalization,
+           val_every, seed, workers, **_):
     """Train a model with any method (see --method) and write a checkpoint for `cellpoint export`."""
     try:
         import torch
@@ -104,7 +122,9 @@ def _train(ctx, datasets, images_dir, points_dir, masks_dir, method, supervision
     request = TrainRequest(datasets=tuple(datasets), images_dir=images_dir, points_dir=points_dir,
                            masks_dir=masks_dir, supervision=supervision, steps=steps, batch=batch, lr=lr,
                            diameter=diameter, cell_diameter=cell_diameter, placement=placement, jitter=jitter,
-                           seed=seed, options=_own_options(ctx, spec))
+                           seed=seed, options=_own_options(ctx, spec),
+                           recipe=Recipe(tuple(scale_range) if scale_range else None, intensity, balance, polarity,
+                                         normalization, val_every))
     cfg = spec.configure(request)
     jobs = spec.jobs(request, cfg)
     if not jobs:

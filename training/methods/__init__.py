@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from importlib import import_module
 
-from cellpoint.training.methods.spec import ExportPlan, GraphExport, MethodSpec, TrainRequest
+from cellpoint.training.methods.spec import ExportPlan, GraphExport, MethodSpec, Recipe, TrainRequest
 
 # method id → module holding its SPEC
 _BUILT_IN = {
@@ -18,7 +18,7 @@ _BUILT_IN = {
 }
 _LOADED: dict[str, MethodSpec] = {}
 
-__all__ = ["ExportPlan", "GraphExport", "MethodSpec", "TrainRequest", "get_method", "method_names",
+__all__ = ["ExportPlan", "GraphExport", "MethodSpec", "Recipe", "TrainRequest", "get_method", "method_names",
            "all_methods", "register"]
 
 

@@ -21,7 +21,8 @@ class TrainRequest:
     a user's folders (None when not given). supervision: "weak" (the method's cheap label) or "full"
     (masks, the upper bound). steps, batch, lr, diameter: None = the method's default. cell_diameter:
     the cells' diameter (px) in the user's images, if stated. placement, jitter: how clicks are derived
-    from shared data sets' masks. options: {option name: value} of the method's own options."""
+    from shared data sets' masks. recipe: see `Recipe`. options: {option name: value} of the method's own
+    options."""
     datasets: tuple[str, ...] = ()
     images_dir: Path | None = None
     points_dir: Path | None = None
@@ -35,7 +36,27 @@ class TrainRequest:
     placement: str = "centroid"
     jitter: float = 0.0
     seed: int = 0
+    recipe: Recipe = field(default_factory=lambda: Recipe())
     options: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """How training makes a network that works on images nobody tuned it on (the defaults reproduce the
+    training the bundled packages had before).
+
+    scale_range: random zoom of the training crops (None: the method's own); intensity: "basic" or "wide"
+    (augment.JITTERS); balance: draw every data set and image kind equally often; polarity: the polarity
+    the network learns ("bright": images with a bright background are inverted first, as the runtime
+    does; "any": images as they are); normalization: "percentile" or "percentile_robust" (the card's
+    preprocessing kind); val_every: every this many steps score the network on the data sets' val splits
+    and keep the best (0: keep the last)."""
+    scale_range: tuple[float, float] | None = None
+    intensity: str = "basic"
+    balance: bool = False
+    polarity: str = "any"
+    normalization: str = "percentile"
+    val_every: int = 0
 
 
 @dataclass(frozen=True)

@@ -23,9 +23,13 @@ OPTIONS = (
 
 def configure(request: TrainRequest) -> TrainConfig:
     labels = "full" if request.supervision == "full" else request.options.get("labels", "points")
+    recipe = request.recipe
     return TrainConfig(labels=labels, steps=request.steps or TrainConfig.steps, batch=request.batch or TrainConfig.batch,
                        lr=request.lr or TrainConfig.lr, diameter=request.diameter or TrainConfig.diameter,
-                       seed=request.seed, point_placement=request.placement, point_jitter=request.jitter)
+                       seed=request.seed, point_placement=request.placement, point_jitter=request.jitter,
+                       scale_range=tuple(recipe.scale_range or TrainConfig.scale_range), intensity=recipe.intensity,
+                       balance=recipe.balance, polarity=recipe.polarity, normalization=recipe.normalization,
+                       val_every=recipe.val_every)
 
 
 def _decays(request: TrainRequest) -> tuple[dict, float]:
@@ -46,6 +50,8 @@ def jobs(request: TrainRequest, cfg: TrainConfig) -> list:
     by_set, default = _decays(request)
     out = [("shared", s, with_objectness_w(cfg, by_set.get(name, default)), cfg.seed * 100003 + s.image_id)
            for name, _, s in sources.shared_samples(request.datasets)]
+    if cfg.val_every:
+        out += [("val", s, cfg, 0) for _, _, s in sources.shared_samples(request.datasets, "val")]
     if request.images_dir:
         c = with_objectness_w(cfg, default)
         for image in sources.user_images(request.images_dir):
@@ -60,22 +66,29 @@ def jobs(request: TrainRequest, cfg: TrainConfig) -> list:
 
 
 def prepare(job) -> dict:
-    """Worker: load one job's image and labels and build its canonical-scale training arrays."""
+    """Worker: load one job's image and labels and build its canonical-scale training arrays (a val job:
+    its image and masks at the canonical scale, for choosing the checkpoint)."""
     from cellpoint.training.annotations import read_label_image, read_points
-    from cellpoint.training.datasets import load_sample
+    from cellpoint.training.datasets import load_sample, load_training_sample, sample_group
+    from cellpoint.training.methods.objectness.train import prepare_example, prepare_val_example
     from cellpoint.training.weak_labels import points_from_labels
     kind, item, cfg, seed = job
+    if kind == "val":
+        return prepare_val_example(*load_training_sample(item, cfg.polarity), cfg)
     if kind == "shared":
-        image, labels = load_sample(item)
+        # the polarity "any" path reads images exactly as training always did
+        image, labels = load_sample(item) if cfg.polarity == "any" else load_training_sample(item, cfg.polarity)
         xy = points_from_labels(labels, cfg.point_placement, cfg.point_jitter, np.random.default_rng(seed))
+        group = sample_group(item)
     else:
         image_path, points_path, labels_path = item
-        image = sources.read_gray(image_path)
+        image = sources.read_gray(image_path) if cfg.polarity == "any" else sources.read_prepared(image_path,
+                                                                                                  cfg.polarity)
         labels = read_label_image(labels_path) if labels_path else None
         xy = read_points(points_path)[0] if points_path else None
+        group = "user"
     points_rc = None if xy is None else xy[:, ::-1]
-    from cellpoint.training.methods.objectness.train import prepare_example
-    return prepare_example(image.astype(np.float32), points_rc, labels, cfg)
+    return dict(prepare_example(image.astype(np.float32), points_rc, labels, cfg), group=group)
 
 
 def train(examples: list[dict], cfg: TrainConfig, log) -> dict:

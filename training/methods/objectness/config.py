@@ -18,7 +18,7 @@ class ObjectnessParams:
 # Objectness decay w per shared data set. The paper tunes its objectness parameters against masks of a
 # validation set; these come from benchmarks/tune_objectness.py (F1@0.5 of the objectness regions against
 # the masks of a subset of train images). Images of other data sets use --objectness-w.
-OBJECTNESS_W = {"dsb2018_bbbc038": 150.0, "coelho2009_u2os_nih3t3": 95.0}
+OBJECTNESS_W = {"dsb2018_bbbc038": 150.0, "dsb2018_bbbc038_extra": 150.0, "coelho2009_u2os_nih3t3": 95.0}
 DEFAULT_W = 100.0
 
 
@@ -37,6 +37,11 @@ class TrainConfig:
     scale_range: tuple = (0.7, 1.4)
     log_every: int = 200
     params: ObjectnessParams = field(default_factory=ObjectnessParams)
+    intensity: str = "basic"               # augment.JITTERS
+    balance: bool = False                  # draw data sets and image kinds equally often
+    polarity: str = "any"                  # "bright": images with a bright background are inverted
+    normalization: str = "percentile"      # the card's preprocessing kind
+    val_every: int = 0                     # keep the best of the networks scored on val this often (0: the last)
 
 
 def with_objectness_w(cfg: TrainConfig, w: float) -> TrainConfig:

@@ -8,14 +8,14 @@ import numpy as np
 import torch
 
 from cellpoint.runtime.decoders.maps_and_seeds import MapsAndSeedsParams
-from cellpoint.runtime.normalize import normalize_percentile
-from cellpoint.training.augment import crop_maps, resize
-from cellpoint.training.checkpoint import make_checkpoint
+from cellpoint.training.augment import JITTERS, crop_maps, resize
+from cellpoint.training.checkpoint import make_checkpoint, normalise
 from cellpoint.training.loop import cosine_schedule, optimise
 from cellpoint.training.methods.objectness import loss as method
 from cellpoint.training.methods.objectness.config import TrainConfig
 from cellpoint.training.methods.objectness.network import UNet
 from cellpoint.training.methods.objectness.regions import objectness_targets, region_boundaries
+from cellpoint.training.sampling import example_picker
 from cellpoint.training.targets import label_centroids, median_diameter_from_labels, median_diameter_from_regions
 
 def prepare_example(image: np.ndarray, points_rc: np.ndarray | None, labels: np.ndarray | None,
@@ -24,7 +24,7 @@ def prepare_example(image: np.ndarray, points_rc: np.ndarray | None, labels: np.
 
     image: (H,W) raw intensities. Weak mode needs points_rc (K,2) row/col; full mode needs labels (H,W).
     Returns {"image": float32 (H',W'), <target maps float32 (H',W')>, "scale": float, "diameter": float}."""
-    norm = normalize_percentile(image[None].astype(np.float32))[0]
+    norm = normalise(image, cfg.normalization)
     if cfg.labels == "points":
         objectness, _, region = objectness_targets(norm, points_rc, cfg.params.w)
         diameter = median_diameter_from_regions(objectness, region)
@@ -55,7 +55,41 @@ _NEAREST_KEYS = frozenset({"point_label", "point_weight", "foreground", "instanc
 def sample_crop(example: dict, cfg: TrainConfig, rng: np.random.Generator) -> dict:
     """A random crop of size cfg.crop, rescaled by a random factor, flipped and rotated; float32 maps
     (unlabelled pixels of point_label stay -1 past the image's edge)."""
-    return crop_maps(example, cfg.crop, cfg.scale_range, rng, _NEAREST_KEYS, {"point_label": -1.0})
+    return crop_maps(example, cfg.crop, cfg.scale_range, rng, _NEAREST_KEYS, {"point_label": -1.0},
+                     JITTERS[cfg.intensity])
+
+
+def prepare_val_example(image: np.ndarray, labels: np.ndarray, cfg: TrainConfig) -> dict:
+    """A val image for choosing the checkpoint: normalised and rescaled by its masks' own cell size to the
+    canonical diameter, with its masks at that scale. {"image" float32 (h,w), "labels" int32 (h,w),
+    "split": "val"}."""
+    norm = normalise(image, cfg.normalization)
+    diameter = median_diameter_from_labels(labels)
+    scale = cfg.diameter / diameter if np.isfinite(diameter) and diameter > 0 else 1.0
+    shape = (max(16, round(norm.shape[0] * scale)), max(16, round(norm.shape[1] * scale)))
+    return {"image": resize(norm, shape), "labels": resize(labels.astype(np.int32), shape, nearest=True),
+            "split": "val"}
+
+
+def val_f1(net: UNet, examples: list[dict], cfg: TrainConfig) -> float:
+    """F1@0.5 over val examples of the network decoded as its package would be (maps_and_seeds, at the
+    canonical scale)."""
+    from cellpoint.runtime.decoders.maps_and_seeds import DECODER
+    from cellpoint.runtime.decoding import DecodeContext
+    from cellpoint.runtime.tiling import predict_tiled
+    from cellpoint.training.evaluation import matching_metrics
+    from cellpoint.training.methods.objectness.network import ExportHead
+    head, params, found = ExportHead(net).eval(), decoder_params(cfg), []
+
+    def run(batch):
+        with torch.no_grad():
+            fg, centers = head(torch.from_numpy(batch))
+        return {"foreground": fg.numpy(), "centers": centers.numpy()}
+    for ex in examples:
+        maps = {k: v[0] for k, v in predict_tiled(run, ex["image"][None], tile=1024, overlap=64, multiple=16).items()}
+        context = DecodeContext(maps, ex["image"][None], ex["image"].shape, 1.0, 16, lambda *a: None)
+        found.append(DECODER.decode(context, params).labels)
+    return float(matching_metrics([ex["labels"] for ex in examples], found)["f1_50"])
 
 
 def decoder_params(cfg: TrainConfig) -> MapsAndSeedsParams:
@@ -69,8 +103,11 @@ def decoder_params(cfg: TrainConfig) -> MapsAndSeedsParams:
 
 def train(examples: list[dict], cfg: TrainConfig, log=print) -> dict:
     """Train a UNet on prepared examples. Returns a checkpoint dict (`checkpoint.make_checkpoint`)."""
+    val = [ex for ex in examples if ex.get("split") == "val"]
+    examples = [ex for ex in examples if ex.get("split") != "val"]
     torch.manual_seed(cfg.seed)
     rng = np.random.default_rng(cfg.seed)
+    pick = example_picker([ex.get("group", "") for ex in examples], rng, cfg.balance)
     model = {"arch": "unet", "in_channels": 1, "out_channels": method.OUT_CHANNELS, "widths": list(cfg.widths)}
     net = build_network({"model": model})
     with torch.no_grad():  # start the centre map near zero, as CenterNet does, so the focal loss starts sane
@@ -79,16 +116,33 @@ def train(examples: list[dict], cfg: TrainConfig, log=print) -> dict:
     loss_fn = method.weak_loss if cfg.labels == "points" else method.full_loss
     net.train()
 
+    best = {"f1": -1.0, "step": None, "state": None}
+
     def step_loss(step):
-        crops = [sample_crop(examples[int(rng.integers(len(examples)))], cfg, rng) for _ in range(cfg.batch)]
+        if val and step and step % cfg.val_every == 0:
+            keep_if_best(step)
+        crops = [sample_crop(examples[pick()], cfg, rng) for _ in range(cfg.batch)]
         batch = {k: torch.from_numpy(np.stack([c[k] for c in crops])) for k in crops[0]}
         return loss_fn(net(batch["image"][:, None]), batch, cfg.params)
 
+    def keep_if_best(step):
+        f1 = val_f1(net.eval(), val, cfg)
+        net.train()
+        log(f"val F1@0.5 at step {step}: {f1:.4f}" + (" (best so far)" if f1 > best["f1"] else ""))
+        if f1 > best["f1"]:
+            best.update(f1=f1, step=step, state={k: v.detach().clone() for k, v in net.state_dict().items()})
+
     seconds = optimise(net.parameters(), step_loss, cfg.steps, opt, cosine_schedule(opt, cfg.steps, cfg.lr), log,
                        cfg.log_every)
+    extra = {}
+    if val:
+        keep_if_best(cfg.steps)
+        net.load_state_dict(best["state"])
+        extra["selection"] = {"val_f1_50": best["f1"], "step": best["step"]}
     net.eval()
     return make_checkpoint("objectness", cfg.labels, model, net, cfg.diameter, "maps_and_seeds",
-                           decoder_params(cfg), cfg, seconds)
+                           decoder_params(cfg), cfg, seconds, normalization=cfg.normalization,
+                           polarity=cfg.polarity, **extra)
 
 
 def build_network(checkpoint: dict) -> UNet:
