@@ -256,6 +256,44 @@ def _collapse_gray(image: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(gray)
 
 
+_UM_PER_UNIT = {"um": 1.0, "µm": 1.0, "μm": 1.0, "micron": 1.0, "microns": 1.0, "nm": 1e-3, "mm": 1e3, "cm": 1e4,
+                "m": 1e6}
+
+
+def read_pixel_size(path) -> float | None:
+    """The pixel size (µm per pixel, along x) a TIFF states in its metadata, or None: OME-XML PhysicalSizeX
+    (with its unit), else ImageJ's resolution tag with its unit, else a TIFF resolution in px per cm or
+    inch. Other files, and files that state nothing usable, give None (never an error)."""
+    path = Path(path)
+    if path.suffix.lower() not in TIFF_SUFFIXES:
+        return None
+    try:
+        with tifffile.TiffFile(path) as tif:
+            if tif.is_ome and tif.ome_metadata:
+                import re
+                size = re.search(r'PhysicalSizeX="([^"]+)"', tif.ome_metadata)
+                unit = re.search(r'PhysicalSizeXUnit="([^"]+)"', tif.ome_metadata)
+                factor = _UM_PER_UNIT.get(unit.group(1) if unit else "µm")
+                if size and factor:
+                    return float(size.group(1)) * factor
+            page = tif.pages[0]
+            resolution = page.tags.get("XResolution")
+            if resolution is None:
+                return None
+            numerator, denominator = resolution.value
+            if not numerator or not denominator:
+                return None
+            per_unit = denominator / numerator                       # units per pixel
+            if tif.is_imagej:
+                factor = _UM_PER_UNIT.get(str((tif.imagej_metadata or {}).get("unit", "")).strip())
+                return per_unit * factor if factor else None
+            unit = page.tags.get("ResolutionUnit")
+            factor = {2: 25400.0, 3: 1e4}.get(int(unit.value) if unit else 0)  # inch, centimetre
+            return per_unit * factor if factor else None
+    except Exception:  # metadata we cannot read is metadata we do not have
+        return None
+
+
 @contextlib.contextmanager
 def atomic_write(path) -> Iterator[Path]:
     """Yield a temporary path beside `path` (same suffix, so writers pick the same format).

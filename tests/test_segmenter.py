@@ -184,3 +184,28 @@ def test_public_names_and_exception_family():
     from cellpoint.runtime.segmenter import check_image
     with pytest.raises(rt.ImageError, match="dimensions"):
         check_image(np.zeros((3, 3, 3, 3)))
+
+
+def test_the_pixel_size_route_gives_the_diameter_when_the_card_knows_the_cells_size_in_um(tiny_package,
+                                                                                              monkeypatch):
+    seg = Segmenter(tiny_package)
+    image, _, _ = synthetic_nuclei()
+    assert seg.segment(image, pixel_size=0.5, refine_diameter=False).diameter_source == "model"  # card: no µm size
+    _replace_card(monkeypatch, seg, object_diameter_um=9.0)
+    result = seg.segment(image, pixel_size=0.5, refine_diameter=False)
+    assert result.diameter == 18.0 and result.diameter_source == "pixel size"
+    assert seg.segment(image, diameter=30, pixel_size=0.5, refine_diameter=False).diameter == 30.0
+
+
+def test_pixel_size_is_read_from_ome_and_imagej_metadata(tmp_path):
+    import tifffile
+    from cellpoint.runtime.image_io import read_pixel_size
+    a = np.zeros((32, 32), np.uint16)
+    tifffile.imwrite(tmp_path / "ij.tif", a, imagej=True, resolution=(1 / 0.65, 1 / 0.65), metadata={"unit": "um"})
+    tifffile.imwrite(tmp_path / "ome.tif", a, ome=True, metadata={"PhysicalSizeX": 0.325, "PhysicalSizeXUnit": "µm"})
+    tifffile.imwrite(tmp_path / "cm.tif", a, resolution=(10000, 10000), resolutionunit="CENTIMETER")
+    tifffile.imwrite(tmp_path / "none.tif", a)
+    assert read_pixel_size(tmp_path / "ij.tif") == pytest.approx(0.65)
+    assert read_pixel_size(tmp_path / "ome.tif") == pytest.approx(0.325)
+    assert read_pixel_size(tmp_path / "cm.tif") == pytest.approx(1.0)
+    assert read_pixel_size(tmp_path / "none.tif") is None and read_pixel_size(tmp_path / "x.png") is None

@@ -44,12 +44,31 @@ def write_table_csv(path: Path, table: dict) -> None:
                              (x.item() for x in row)) + "\n")
 
 
+IMAGES_TABLE = "cellpoint_images.csv"
+"""One row per image segmented by the run: cells, the diameter used and where it came from."""
+
+
+def write_rows_csv(path: Path, rows: list[dict]) -> None:
+    """Rows of equal keys as CSV (a header line, then one line per row), written atomically."""
+    import csv
+    from cellpoint.runtime.image_io import atomic_write
+    with atomic_write(path) as tmp, open(tmp, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]) if rows else [])
+        writer.writeheader()
+        writer.writerows(rows)
+
+
 @click.command("segment")
 @click.argument("paths", nargs=-1, required=True)
 @click.option("--model", "-m", default=None, help="Bundled model name or package folder [default: objectness-nuclei].")
 @click.option("--out", "-o", "out_dir", required=True, type=click.Path(file_okay=False), help="Output folder.")
 @click.option("--diameter", "-d", type=float, default=None,
-              help="Typical cell diameter in your images (px); default: the model's (see its card).")
+              help="Typical cell diameter in your images (px). Default: from the pixel size when the model states "
+              "its cells' size in µm, else estimated per image when the model has a scale model, else the model's "
+              "own (see `cellpoint models`).")
+@click.option("--pixel-size", type=float, default=None,
+              help="µm per pixel of your images [default: read from each TIFF's OME/ImageJ metadata]; used when the "
+              "model states its cells' size in µm and no --diameter is given.")
 @click.option("--refine-diameter/--fixed-diameter", default=None,
               help="Measure the cells found at --diameter and segment again at their size if it differs by more "
               "than 10% (up to 2x time), or keep --diameter [default: the model's card says; `cellpoint models`].")
@@ -64,15 +83,16 @@ def write_table_csv(path: Path, table: dict) -> None:
 @click.option("--tile", type=int, default=768, show_default=True,
               help="Tile size (px, at the network scale): larger images run in overlapping tiles.")
 @click.option("--overwrite", is_flag=True, help="Redo inputs whose outputs already exist.")
-def segment(paths, model, out_dir, diameter, refine_diameter, channels, planes, coco_path, overlay, device, tile,
-            overwrite):
+def segment(paths, model, out_dir, diameter, pixel_size, refine_diameter, channels, planes, coco_path, overlay,
+            device, tile, overwrite):
     """Segment images (files, folders, globs) into OUT/<stem>_labels.tif and <stem>_instances.csv (with
     --planes, each plane of a stack into OUT/<stem>_<plane>_labels.tif ...)."""
     from tqdm import tqdm
 
     from cellpoint.runtime.coco_results import labels_to_coco_results
     from cellpoint.runtime.errors import CellpointError
-    from cellpoint.runtime.image_io import atomic_write, read_image, read_planes, write_labels_tif, write_png
+    from cellpoint.runtime.image_io import (atomic_write, read_image, read_pixel_size, read_planes, write_labels_tif,
+                                            write_png)
     from cellpoint.runtime.overlay import render_overlay
     from cellpoint.runtime.segmenter import Segmenter
 
@@ -87,7 +107,7 @@ def segment(paths, model, out_dir, diameter, refine_diameter, channels, planes, 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     click.echo(f"model {segmenter.package.name} on {segmenter.provider}; {len(inputs)} image(s) → {out}", err=True)
-    failed, done, skipped, results = [], 0, 0, []
+    failed, done, skipped, results, image_rows = [], 0, 0, [], []
     image_id = 0  # COCO image ids: input order, one per plane of a stack; a failed read uses one
     for path in tqdm(inputs, unit="img", file=sys.stderr, disable=None):
         if (out / f"{path.stem}_labels.tif").exists() and not overwrite and coco_path is None:
@@ -111,14 +131,20 @@ def segment(paths, model, out_dir, diameter, refine_diameter, channels, planes, 
                 skipped += 1
                 continue
             try:
-                result = segmenter.segment(image, diameter=diameter, refine_diameter=refine_diameter)
+                result = segmenter.segment(image, diameter=diameter, refine_diameter=refine_diameter,
+                                           pixel_size=pixel_size or read_pixel_size(path))
             except (CellpointError, ValueError) as error:
                 tqdm.write(f"error: {where}: {error}", file=sys.stderr)
                 failed.append(where)
                 continue
-            if result.conversion:
-                tqdm.write(f"{where}: {result.conversion}", file=sys.stderr)
             labels, table = result
+            tqdm.write(f"{where}: {int(labels.max())} cells, diameter {result.diameter:.1f} px "
+                       f"({result.diameter_source})" + (f"; image {result.conversion}" if result.conversion else ""),
+                       file=sys.stderr)
+            image_rows.append({"image": str(path), "plane": label, "cells": int(labels.max()),
+                               "diameter_px": round(result.diameter, 2), "diameter_source": result.diameter_source,
+                               "conversion": result.conversion})
+            write_rows_csv(out / IMAGES_TABLE, image_rows)
             write_labels_tif(labels_path, labels)
             write_table_csv(out / f"{stem}_instances.csv", table)
             if overlay:

@@ -11,24 +11,25 @@ from cellpoint.training.sources import shared_samples
 
 
 def _example(sample) -> dict | None:
-    """One training image: normalised as packages normalise (robust percentiles), its foreground and the
-    diameter its foreground and cell count imply; None without cells."""
+    """One training image (colour as luminance, as the runtime gives it to one-channel models), normalised as
+    packages normalise (robust percentiles), with its foreground, the diameter its foreground and cell count
+    imply, and its group (data set family and kind); None without cells."""
     import numpy as np
-    from cellpoint.runtime.card import RobustPercentile
-    from cellpoint.runtime.normalize import normalize
-    from cellpoint.training.datasets import load_sample
+    from cellpoint.training.checkpoint import normalise
+    from cellpoint.training.datasets import load_training_sample, sample_group
     from cellpoint.training.scale_model import image_diameter
-    image, labels = load_sample(sample)
+    image, labels = load_training_sample(sample, "any")
     diameter = image_diameter(labels)
     if not np.isfinite(diameter):
         return None
-    norm = normalize(image[None].astype(np.float32), RobustPercentile())[0]
-    return {"image": norm, "foreground": labels > 0, "diameter": diameter}
+    return {"image": normalise(image, "percentile_robust"), "foreground": labels > 0, "diameter": diameter,
+            "group": sample_group(sample)}
 
 
 @click.command("train-scale")
 @click.option("--dataset", "datasets", multiple=True, required=True, metavar="NAME[:KIND,..]",
-              help="Shared data set to train on (its train split); repeatable. Each data set is drawn equally often.")
+              help="Shared data set to train on (its train split); repeatable. Each group (data set family and "
+              "image kind; an _extra set joins its original) is drawn equally often.")
 @click.option("--out", required=True, type=click.Path(dir_okay=False, path_type=Path), help="Scale model file to write.")
 @click.option("--steps", default=4000, show_default=True, type=click.IntRange(min=1))
 @click.option("--batch", default=16, show_default=True, type=click.IntRange(min=1))
@@ -42,11 +43,14 @@ def train_scale(datasets, out, steps, batch, canonical, seed):
     except ImportError:
         raise click.ClickException("this command needs PyTorch: pip install torch==2.13.0 'cellpoint[train]'")
     from cellpoint.training.scale_model import ScaleConfig, train_scale as run
-    groups = []
+    by_group: dict[str, list] = {}
     for spec in datasets:
-        examples = [e for e in (_example(s) for _, _, s in shared_samples([spec])) if e is not None]
-        click.echo(f"{spec}: {len(examples)} train images")
-        groups.append(examples)
+        for example in (_example(s) for _, _, s in shared_samples([spec])):
+            if example is not None:
+                by_group.setdefault(example["group"], []).append(example)
+    for group, examples in by_group.items():
+        click.echo(f"{group}: {len(examples)} train images")
+    groups = list(by_group.values())
     if not any(groups):
         raise click.ClickException("no training images found")
     if "OMP_NUM_THREADS" not in os.environ:
