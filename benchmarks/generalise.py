@@ -11,7 +11,7 @@ would pass it to `Segmenter.segment`), scored against its COCO masks. Sections (
    true diameter (median equivalent-circle diameter of its GT cells; an oracle, no refinement).
 2. sweep — val images resized by each factor (cells kept), segmented with no diameter; only factor×image
    pairs whose resized cells are 6–200 px and whose longer side is at most 4096 px.
-3. subkinds — (DSB only) the plain run's F1 per bin of the images' own cell diameter and cell density.
+3. subkinds — (DSB and Usiigaci) the plain run's F1 per bin of the images' own cell diameter and density.
 4. robustness — each image as 16-bit: clean; 0.3 % hot pixels (65535); one saturated square patch covering
    0.5 % of the image. Segmented with no diameter; GT unchanged.
 
@@ -47,8 +47,9 @@ SECTIONS = ("diameter", "sweep", "subkinds", "robustness")
 FACTORS = (0.25, 0.5, 1.0, 2.0, 3.0, 4.0)
 DIAMETER_RANGE = (6.0, 200.0)       # px: resized cells outside it are left out of the sweep
 MAX_SIDE = 4096                     # px: longest side of a resized image
-DIAMETER_EDGES = (15.0, 30.0, 60.0)  # px: bins <15, 15–30, 30–60, ≥60
-DIAMETER_BINS = ("<15 px", "15–30 px", "30–60 px", "≥60 px")
+# px: per data set family, the edges of its cell-diameter bins (DSB: <15, 15–30, 30–60, ≥60; Usiigaci: the
+# issue's "cells under 45 px")
+DIAMETER_EDGES = {"dsb2018_bbbc038": (15.0, 30.0, 60.0), "usiigaci_phase_contrast": (45.0,)}
 DENSITY_EDGES = (5.0, 15.0)         # cells per 10,000 px²: bins <5, 5–15, ≥15
 DENSITY_BINS = ("<5", "5–15", "≥15")
 MIN_BIN_CELLS = 50                  # bins with fewer GT cells are marked
@@ -56,7 +57,7 @@ FULL_SCALE = 4095                   # 8-bit and float images are scaled to 0..FU
 SATURATED = 65535
 HOT_FRACTION = 0.003                # of the pixels
 PATCH_FRACTION = 0.005              # of the image area
-SUBKIND_SETS = ("dsb2018_bbbc038", "dsb2018_bbbc038_extra")
+SUBKIND_SETS = tuple(DIAMETER_EDGES) + tuple(f"{name}_extra" for name in DIAMETER_EDGES)
 
 
 # ------------------------------------------------------------------------------------------ pure helpers
@@ -154,9 +155,16 @@ def bin_index(value: float, edges) -> int:
     return int(np.searchsorted(np.asarray(edges, float), value, side="right"))
 
 
-def diameter_bin(diameter: float) -> str:
-    """The bin name of an image's median cell diameter (px): <15, 15–30, 30–60, ≥60 px."""
-    return DIAMETER_BINS[bin_index(diameter, DIAMETER_EDGES)]
+def diameter_bins(edges) -> tuple[str, ...]:
+    """Bin names of ascending diameter edges (px), e.g. (15, 30) → ("<15 px", "15–30 px", "≥30 px")."""
+    inner = [f"{a:g}–{b:g} px" for a, b in zip(edges[:-1], edges[1:])]
+    return (f"<{edges[0]:g} px", *inner, f"≥{edges[-1]:g} px")
+
+
+def diameter_bin(diameter: float, edges=DIAMETER_EDGES["dsb2018_bbbc038"]) -> str:
+    """The bin name of an image's median cell diameter (px) between `edges` (default DSB's: <15, 15–30,
+    30–60, ≥60 px)."""
+    return diameter_bins(edges)[bin_index(diameter, edges)]
 
 
 def density_bin(density: float) -> str:
@@ -321,8 +329,9 @@ def section_subkinds(seg: Segmenter, spec: str, items: list[dict], cache: dict) 
     coco = load_coco(name)
     plain = plain_results(seg, spec, items, cache)
     preds = {i: r.labels for i, r in plain.items()}
+    edges = DIAMETER_EDGES[name.removesuffix("_extra")]
     out = {}
-    for binning, bins, of in (("diameter", DIAMETER_BINS, lambda it: diameter_bin(it["true_px"])),
+    for binning, bins, of in (("diameter", diameter_bins(edges), lambda it: diameter_bin(it["true_px"], edges)),
                               ("density", DENSITY_BINS, lambda it: density_bin(cell_density(it["labels"])))):
         out[binning] = {}
         for b in bins:
@@ -426,7 +435,7 @@ def report(results: dict, command: str, package: str, factors) -> list[str]:
         if notes:
             lines += ["Skipped pairs:", ""] + [f"- {n}" for n in notes] + [""]
     if any("subkinds" in s for s in data.values()):
-        lines += ["## 3. DSB sub-kinds: by the images' own cell size and density (no diameter)", "",
+        lines += ["## 3. Sub-kinds: by the images' own cell size and density (no diameter)", "",
                   "Val images binned by their median GT cell diameter and by GT cells per 10,000 px²; F1@0.5 "
                   f"pooled over each bin's images. Bins with fewer than {MIN_BIN_CELLS} GT cells are marked.", "",
                   "| data set (val) | binned by | bin | images | GT cells | predicted | F1@0.5 | mask AP | note |",

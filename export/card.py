@@ -74,7 +74,8 @@ def _metric_rows(metrics: dict) -> list[str]:
     rows = ["| data set (val) | images | diameter px | " + " | ".join(k[1] for k in keys) + " |",
             "|---|---|---|" + "---|" * len(keys)]
     for dataset, m in metrics.items():
-        rows.append(f"| {dataset} | {m.get('n_images', '')} | {m.get('diameter_px') or ''} | "
+        diameter = "estimated" if dataset.endswith("(no diameter)") else m.get("diameter_px") or ""
+        rows.append(f"| {dataset} | {m.get('n_images', '')} | {diameter} | "
                     + " | ".join(f"{m[k]:.3f}" if isinstance(m.get(k), float) else "" for k, _ in keys) + " |")
     return rows
 
@@ -112,6 +113,10 @@ def render_readme(card: dict, notes: str = "") -> str:
         role = f" ({item['role']})" if item.get("role") else ""
         lines.append(f"- {what}{kinds}, {item.get('split', '')} split{role} — licence: "
                      f"{item.get('licence', 'user data')}")
+    if card.get("domain"):
+        domain = card["domain"]
+        lines += ["", f"Image kinds: {', '.join(domain['image_kinds'])}; cell diameters "
+                  f"{domain['cell_diameter_px'][0]:g}–{domain['cell_diameter_px'][1]:g} px ({domain.get('note', '')})."]
     for fig in card.get("figures", []):
         lines += ["", f"![{fig['file']}]({fig['file']})", "", fig["caption"]]
     if card["metrics"]:

@@ -59,7 +59,10 @@ def scale_export(path):
                         {"image": {0: "tiles", 2: "height", 3: "width"}, "scale": {0: "tiles", 2: "grid_h", 3: "grid_w"}},
                         "scale.onnx")
     params = ScaleParams(canonical_px=float(checkpoint["canonical_px"]), stride=STRIDE)
-    data = [dict(entry, role="scale model") for entry in checkpoint.get("training_data", [])]
+    from cellpoint.export.card import DATASET_LICENCES
+    data = [dict(entry, role="scale model", licence=DATASET_LICENCES.get(entry.get("dataset"),
+                                                                      "see the data set's SOURCE.md"))
+            for entry in checkpoint.get("training_data", [])]
     return graph, msgspec.to_builtins(params), data
 
 
@@ -110,6 +113,8 @@ def export(checkpoint, out_dir, name, description, samples, sample_source, sampl
     from cellpoint.runtime.package import CARD_FILE, sha256_file
     from cellpoint.runtime.segmenter import Segmenter
     from cellpoint.training.checkpoint import load_checkpoint
+    from cellpoint.training.datasets import shared_data_present
+    from cellpoint.training.validate import training_domain
     from cellpoint.training.methods import get_method
 
     try:
@@ -174,7 +179,7 @@ def export(checkpoint, out_dir, name, description, samples, sample_source, sampl
         metrics = {}
         if eval_sets:
             from cellpoint.training.datasets import parse_dataset_spec
-            from cellpoint.training.validate import dataset_diameter, evaluate_segmenter
+            from cellpoint.training.validate import dataset_diameter, evaluate_segmenter, no_diameter_metrics
             for spec_text in eval_sets:
                 dataset, kinds = parse_dataset_spec(spec_text)
                 diameter = round(dataset_diameter(dataset, kinds), 1)
@@ -182,7 +187,14 @@ def export(checkpoint, out_dir, name, description, samples, sample_source, sampl
                 for refine, key in ((False, spec_text), (True, f"{spec_text} (refined diameter)")):
                     full = evaluate_segmenter(segmenter, dataset, kinds, "val", diameter, refine)
                     metrics[key] = {k: v for k, v in full.items() if not isinstance(v, dict)}
+            if scale:
+                click.echo("measuring the val splits with no diameter (the scale model's estimate) ...")
+                metrics.update(no_diameter_metrics(segmenter, eval_sets))
         final = card(sample_entries, metrics)
+        if shared_data_present():
+            domain = training_domain([e for e in final["training_data"] if e.get("role") != "scale model"])
+            if domain:
+                final["domain"] = domain
         (work / CARD_FILE).write_text(json.dumps(final, indent=1))
         (work / "README.md").write_text(render_readme(final, Path(notes).read_text() if notes else ""))
     except BaseException:

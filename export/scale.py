@@ -2,7 +2,7 @@
 given (its network and decoder are unchanged; its sample outputs are made again, as the package now
 segments them by default).
 
-    python -m cellpoint.export.scale PACKAGE_FOLDER SCALE_MODEL [--atol 1e-4]
+    python -m cellpoint.export.scale PACKAGE_FOLDER SCALE_MODEL [--atol 1e-4] [--eval DATASET[:KIND,..] ...]
 """
 from __future__ import annotations
 
@@ -18,9 +18,13 @@ from cellpoint.runtime.image_io import read_image, write_labels_tif
 from cellpoint.runtime.package import CARD_FILE, load_package
 
 
-def attach_scale_model(folder, scale_model, atol: float = 1e-4) -> dict:
+def attach_scale_model(folder, scale_model, atol: float = 1e-4, eval_specs=()) -> dict:
     """Add the scale graph and the card's "scale" entry to the package in `folder` (a copy is made and
-    checked, then swapped in); returns the new card. The samples' expected labels are made again."""
+    checked, then swapped in); returns the new card. The samples' expected labels are made again; the
+    card's `domain` is set from its training data when the shared data are at hand; each data set spec of
+    `eval_specs` is measured on val with no diameter (metrics "<spec> (no diameter)")."""
+    from cellpoint.training.datasets import shared_data_present
+    from cellpoint.training.validate import no_diameter_metrics, training_domain
     from cellpoint.export.cli import scale_export
     from cellpoint.runtime.segmenter import Segmenter
     folder = Path(folder)
@@ -40,6 +44,12 @@ def attach_scale_model(folder, scale_model, atol: float = 1e-4) -> dict:
             labels = segmenter.segment(read_image(work / sample["input"])).labels
             write_labels_tif(work / sample["output"], labels)
             sample["instances"] = int(labels.max())
+        if shared_data_present():
+            card["domain"] = training_domain(card.get("training_data", [])) or card.get("domain")
+        card["metrics"] = {k: v for k, v in card.get("metrics", {}).items() if not k.endswith("(no diameter)")}
+        card["metrics"].update(no_diameter_metrics(segmenter, eval_specs))
+        if card.get("domain") is None:
+            card.pop("domain", None)
         (work / CARD_FILE).write_text(json.dumps(card, indent=1, ensure_ascii=False))
         readme = (work / "README.md").read_text() if (work / "README.md").exists() else ""
         notes = readme.split("\n## Notes\n", 1)[1].strip() if "\n## Notes\n" in readme else ""
@@ -61,8 +71,10 @@ def main(argv: list[str]) -> int:
     parser.add_argument("package")
     parser.add_argument("scale_model")
     parser.add_argument("--atol", type=float, default=1e-4)
+    parser.add_argument("--eval", action="append", default=[], metavar="DATASET[:KIND,..]",
+                        help="measure this data set's val split with no diameter (repeatable)")
     args = parser.parse_args(argv)
-    card = attach_scale_model(args.package, args.scale_model, args.atol)
+    card = attach_scale_model(args.package, args.scale_model, args.atol, args.eval)
     print(f"{args.package}: scale graph added ({card['graphs'][card['scale']['graph']]['source']})")
     return 0
 

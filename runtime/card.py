@@ -136,6 +136,13 @@ class Figure(_Struct, kw_only=True):
     caption: str = ""
 
 
+class Domain(_Struct, kw_only=True):
+    """The images a package was trained on, for a user to judge whether theirs are alike."""
+    image_kinds: list[str]
+    cell_diameter_px: tuple[float, float]
+    note: str = ""
+
+
 class Card(_Struct, kw_only=True):
     """card.json, format cellpoint-card/2. Units: px (pixels of the network input unless said), µm."""
     format: Literal["cellpoint-card/2"]
@@ -163,6 +170,7 @@ class Card(_Struct, kw_only=True):
     architecture: dict[str, Any] = {}
     training: dict[str, Any] = {}
     training_data: list[dict[str, Any]] = []
+    domain: Domain | None = None
     samples: list[Sample] = []
     metrics: dict[str, dict[str, Any]] = {}
     figures: list[Figure] = []

@@ -89,6 +89,7 @@ def test_patch_covers_the_stated_fraction_as_one_square(shape):
 def test_bins():
     assert [generalise.diameter_bin(d) for d in (3, 14.9, 15, 29.9, 30, 59.9, 60, 250)] == \
         ["<15 px", "<15 px", "15–30 px", "15–30 px", "30–60 px", "30–60 px", "≥60 px", "≥60 px"]
+    assert [generalise.diameter_bin(d, (45.0,)) for d in (30, 44.9, 45, 70)] == ["<45 px", "<45 px", "≥45 px", "≥45 px"]
     assert [generalise.density_bin(d) for d in (0, 4.99, 5, 14.9, 15, 80)] == \
         ["<5", "<5", "5–15", "5–15", "≥15", "≥15"]
     labels = np.zeros((100, 100), np.uint32)
@@ -120,3 +121,13 @@ def test_smoke_run_on_two_coelho_images(shared_data, tmp_path):
         assert len(m["images"]) == 2
     oracle = next(m for k, m in runs.items() if "oracle" in k)
     assert oracle["f1_50"] > 0.5  # told the cells' size, the bundled nuclei model finds them
+
+
+def test_summary_row_compares_no_diameter_with_the_oracle():
+    import generalise_summary
+    run = {"n_images": 3, "f1_50": 0.8, "AP": 0.4, "diameter_error_pct": 12.0}
+    results = {"package": "pkg", "datasets": {"set:kind": {"diameter": {
+        generalise_summary.NO_DIAMETER: run, "data set diameter (20 px)": dict(run, f1_50=0.7),
+        generalise_summary.ORACLE: dict(run, f1_50=0.85)}}, "other": {"sweep": {}}}}
+    [row] = generalise_summary.rows(results)
+    assert row == "| pkg | set:kind | 3 | **0.800** / 0.400 | 0.700 | 0.850 | -0.050 | 12% |"

@@ -42,6 +42,14 @@ def shared_data_root() -> Path:
                             + ". Set CELLPOINT_SHARED_DATA to the folder holding the data sets.")
 
 
+def shared_data_present() -> bool:
+    """Whether the shared data folder (`shared_data_root`) can be found."""
+    try:
+        return shared_data_root().is_dir()
+    except FileNotFoundError:
+        return False
+
+
 @dataclass(frozen=True)
 class Sample:
     """One image of a shared data set. path: absolute image path; file_name: as in the COCO file."""

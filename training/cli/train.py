@@ -13,6 +13,7 @@ import click
 
 from cellpoint.training.datasets import parse_dataset_spec
 from cellpoint.training.methods import Recipe, TrainRequest, all_methods, get_method, method_names
+from cellpoint.training.sampling import BALANCES
 
 
 def _prepare_all(worker, jobs: list, workers: int) -> list:
@@ -91,8 +92,9 @@ def _common_options() -> list[click.Option]:
         click.Option(["--intensity"], type=click.Choice(["basic", "wide"]), default="basic", show_default=True,
                      help="Intensity augmentation: basic (gain, gamma, offset, noise) or wide (also background "
                      "ramps, blur, 8-bit quantisation, larger ranges)."),
-        click.Option(["--balance/--no-balance"], default=False, show_default=True,
-                     help="Draw every data set and image kind equally often (an _extra set joins its original)."),
+        click.Option(["--balance"], type=click.Choice(BALANCES), default="none", show_default=True,
+                     help="How often each data set and image kind (an _extra set joins its original) is drawn: "
+                     "none (by its number of images), equal, sqrt (by the square root of that number)."),
         click.Option(["--polarity"], type=click.Choice(["any", "bright", "dark"]), default="any", show_default=True,
                      help="bright: the network learns bright objects on a dark background; images with a bright "
                      "background (brightfield, H&E) are inverted, in training and by the runtime."),

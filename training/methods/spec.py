@@ -46,14 +46,15 @@ class Recipe:
     training the bundled packages had before).
 
     scale_range: random zoom of the training crops (None: the method's own); intensity: "basic" or "wide"
-    (augment.JITTERS); balance: draw every data set and image kind equally often; polarity: the polarity
+    (augment.JITTERS); balance: how often each data set and image kind is drawn (sampling.BALANCES:
+    "none" by its size, "equal", "sqrt" by the square root of its size); polarity: the polarity
     the network learns ("bright": images with a bright background are inverted first, as the runtime
     does; "any": images as they are); normalization: "percentile" or "percentile_robust" (the card's
     preprocessing kind); val_every: every this many steps score the network on the data sets' val splits
     and keep the best (0: keep the last)."""
     scale_range: tuple[float, float] | None = None
     intensity: str = "basic"
-    balance: bool = False
+    balance: str = "none"
     polarity: str = "any"
     normalization: str = "percentile"
     val_every: int = 0

@@ -38,7 +38,7 @@ class TrainConfig:
     log_every: int = 200
     params: ObjectnessParams = field(default_factory=ObjectnessParams)
     intensity: str = "basic"               # augment.JITTERS
-    balance: bool = False                  # draw data sets and image kinds equally often
+    balance: str | bool = "none"           # sampling.BALANCES (a checkpoint of before may say True/False)
     polarity: str = "any"                  # "bright": images with a bright background are inverted
     normalization: str = "percentile"      # the card's preprocessing kind
     val_every: int = 0                     # keep the best of the networks scored on val this often (0: the last)
