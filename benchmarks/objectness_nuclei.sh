@@ -1,5 +1,7 @@
 #!/usr/bin/env bash
-# Reproduce the bundled objectness-nuclei package and its benchmark tables (about 2 hours on 2 cores).
+# Reproduce the first objectness-nuclei package (DSB fluorescence + Coelho, 5,000 steps; bundled until the
+# recipe of benchmarks/images_users_bring.sh replaced it) and its paper-comparison tables (about 2 hours on
+# 2 cores).
 # Run from the repository root with the train extra installed and ../shared/data present.
 set -euo pipefail
 SETS=(--dataset dsb2018_bbbc038:gray_dark --dataset coelho2009_u2os_nih3t3)
@@ -20,21 +22,21 @@ python benchmarks/tune_decoder.py --package runs/objectness-nuclei-plain --name 
   --param center_threshold --threshold 0.15 0.3 0.45
 python benchmarks/tune_decoder.py --package runs/objectness-nuclei-plain --name objectness-nuclei-outline \
   --param outline_contrast --threshold 0.2 0.3 0.4 0.5 0.6
-cellpoint export runs/nuclei_points.pt --out model_cards/objectness-nuclei --decoder-param foreground_threshold=0.225 \
+cellpoint export runs/nuclei_points.pt --out runs/objectness-nuclei-v1 --decoder-param foreground_threshold=0.225 \
   --decoder-param outline_contrast=0.4 \
   --refine-diameter \
   --description "Fluorescence nuclei, trained from one click per nucleus (objectness regularisation)." \
   --sample "$S1" --sample "$S2" --sample-source "DSB 2018 / BBBC038 stage1_train (val split images 28 and 53)" \
-  --sample-licence "CC0 1.0" --notes benchmarks/notes/objectness-nuclei.md \
+  --sample-licence "CC0 1.0" \
   --eval dsb2018_bbbc038:gray_dark --eval coelho2009_u2os_nih3t3
 cellpoint export runs/nuclei_full.pt --out runs/objectness-nuclei-full \
   --description "Upper bound: the same network trained on full masks." --sample "$S1"
 cellpoint export runs/nuclei_full.pt --out runs/objectness-nuclei-full-outline --decoder-param outline_contrast=0.4 \
   --description "Upper bound: the same network trained on full masks." --sample "$S1"
 python benchmarks/accuracy.py --name objectness-nuclei \
-  --package "points=model_cards/objectness-nuclei" --package "points, no outline refinement=runs/objectness-nuclei-plain" \
+  --package "points=runs/objectness-nuclei-v1" --package "points, no outline refinement=runs/objectness-nuclei-plain" \
   --package "full masks=runs/objectness-nuclei-full-outline" \
   --package "full masks, no outline refinement=runs/objectness-nuclei-full" \
   --reference "full masks" "${SETS[@]}"
-python benchmarks/speed.py --package model_cards/objectness-nuclei --checkpoint runs/nuclei_points.pt
+python benchmarks/speed.py --package runs/objectness-nuclei-v1 --checkpoint runs/nuclei_points.pt
 python benchmarks/objectness_ceiling.py

@@ -30,8 +30,8 @@ def build_card(checkpoint: dict, name: str, description: str, weights: dict, gra
     for entry in checkpoint.get("training_data", []):
         item = dict(entry)
         if "dataset" in entry:
-            name = str(entry["dataset"]).partition(":")[0]
-            item["licence"] = DATASET_LICENCES.get(name, "see the data set's SOURCE.md")
+            dataset = str(entry["dataset"]).partition(":")[0]
+            item["licence"] = DATASET_LICENCES.get(dataset, "see the data set's SOURCE.md")
         training_data.append(item)
     card = {
         "format": CARD_FORMAT,

@@ -357,9 +357,11 @@ def test_the_checkpoint_builds_a_card():
     checkpoint = train(_examples(cfg, seeds=(0,)), cfg, log=lambda *_: None)
     from cellpoint.training.methods import get_method
     weights = {"source": "model.onnx", "sha256": "0" * 64, "opset": 17, "parity_max_rel_diff": 0.0}
+    checkpoint["training_data"] = [{"dataset": "usiigaci_phase_contrast", "split": "train"}]
     card = build_card(checkpoint, "p2m", "test", weights, {}, {}, detector_outputs(), {}, [], {}, [],
                       get_method("point2mask").reference)
     assert card["architecture"]["parameters"] > 0 and card["decoder"]["name"] == checkpoint["decoder"]["name"]
+    assert card["name"] == "p2m" and card["training_data"][0]["licence"].startswith("MIT")
     assert "point2mask" in render_readme(card)
 
 
