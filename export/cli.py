@@ -178,15 +178,8 @@ def export(checkpoint, out_dir, name, description, samples, sample_source, sampl
                                    "licence": sample_licence or "unknown", "instances": int(labels.max())})
         metrics = {}
         if eval_sets:
-            from cellpoint.training.datasets import parse_dataset_spec
-            from cellpoint.training.validate import dataset_diameter, evaluate_segmenter, no_diameter_metrics
-            for spec_text in eval_sets:
-                dataset, kinds = parse_dataset_spec(spec_text)
-                diameter = round(dataset_diameter(dataset, kinds), 1)
-                click.echo(f"measuring {spec_text} val (diameter {diameter} px) ...")
-                for refine, key in ((False, spec_text), (True, f"{spec_text} (refined diameter)")):
-                    full = evaluate_segmenter(segmenter, dataset, kinds, "val", diameter, refine)
-                    metrics[key] = {k: v for k, v in full.items() if not isinstance(v, dict)}
+            from cellpoint.training.validate import diameter_metrics, no_diameter_metrics
+            metrics.update(diameter_metrics(segmenter, eval_sets, click.echo))
             if scale:
                 click.echo("measuring the val splits with no diameter (the scale model's estimate) ...")
                 metrics.update(no_diameter_metrics(segmenter, eval_sets))

@@ -26,6 +26,10 @@ from cellpoint.runtime.providers import choose_providers
 from cellpoint.runtime.scale import estimate_diameter
 from cellpoint.runtime.tiling import predict_tiled
 
+# The largest enlargement the diameter refinement may ask for: cells measured at under a quarter of the
+# network's diameter are fragments of a wrong first pass (segmenting at their size only makes more).
+MAX_REFINE_ZOOM = 4.0
+
 
 def check_image(image: np.ndarray) -> None:
     """Raise ImageError naming the problem if `image` cannot be segmented."""
@@ -174,9 +178,9 @@ class Segmenter:
         channels : sequence of int, optional
             Channels of a (H,W,C) image to feed the model, in order.
         refine_diameter : bool, optional
-            Measure the cells found at `diameter` and, if their median diameter differs by more than 10%,
-            segment again at the measured size (twice the network time on those images). None = the
-            package's default (`refines_diameter`).
+            Measure the cells found at `diameter` and, if their median diameter differs by more than 10%
+            (and is at least a quarter of the model's diameter), segment again at the measured size (twice
+            the network time on those images). None = the package's default (`refines_diameter`).
         pixel_size : float, optional
             µm per pixel of this image (e.g. from its metadata); used when `diameter` is None.
 
@@ -198,7 +202,8 @@ class Segmenter:
         used = assumed
         if refine_diameter:
             measured = median_diameter(table)
-            if measured is not None and abs(np.log(measured / assumed)) > np.log(1.1):
+            plausible = measured is not None and measured >= self.diameter / MAX_REFINE_ZOOM
+            if plausible and abs(np.log(measured / assumed)) > np.log(1.1):
                 labels, table = self._segment_once(image, measured)
                 used, source = measured, source + ", refined"
         return SegmentationResult(labels, table, used, self.name, source, conversion)

@@ -53,3 +53,21 @@ def test_no_diameter_metrics_run_the_package_as_a_user_does(tiny_dataset, tiny_p
     [(key, m)] = metrics.items()
     assert key == "discs (no diameter)"
     assert m["n_images"] == 1 and m["n_gt"] == 4 and m["diameter_px"] is None and 0 <= m["f1_50"] <= 1
+
+
+def test_switching_to_robust_normalisation_remeasures_the_package(tiny_dataset, tiny_package, tmp_path):
+    import shutil
+    from cellpoint.export.normalisation import set_normalisation
+    from cellpoint.runtime import Segmenter
+    package = tmp_path / "pkg"
+    shutil.copytree(tiny_package, package)
+    card = set_normalisation(package, "percentile_robust", ["discs"])
+    assert card["inputs"][0]["preprocessing"] == {"kind": "percentile_robust", "low": 1.0, "high": 99.8,
+                                                  "clip": [-0.5, 1.5]}
+    assert set(card["metrics"]) == {"discs", "discs (refined diameter)", "discs (no diameter)"}
+    seg = Segmenter(package)                     # loads: checksums and samples consistent
+    sample = card["samples"][0]
+    from cellpoint.runtime.image_io import read_image
+    labels = seg.segment(read_image(package / sample["input"])).labels
+    assert int(labels.max()) == sample["instances"]
+    assert not (tmp_path / "pkg.partial").exists() and not (tmp_path / "pkg.old").exists()

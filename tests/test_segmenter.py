@@ -88,6 +88,24 @@ def test_refine_diameter_segments_again_at_the_measured_size(tiny_package, monke
     assert calls == [11.3]                                     # within 10%: no second pass
 
 
+def test_refine_diameter_does_not_chase_fragments(tiny_package, monkeypatch):
+    from cellpoint.runtime.segmenter import MAX_REFINE_ZOOM
+    seg = Segmenter(tiny_package)
+    calls = []
+    specks = np.zeros((60, 60), np.uint32)
+    for k in range(6):                                         # six 2x2 specks: far under the model's cells
+        specks[k * 10:k * 10 + 2, :2] = k + 1
+
+    def fake_once(image, diameter):
+        calls.append(diameter)
+        from cellpoint.runtime.labels import instance_table
+        return specks, instance_table(specks)
+    monkeypatch.setattr(seg, "_segment_once", fake_once)
+    assert 2 * np.sqrt(4 / np.pi) < seg.diameter / MAX_REFINE_ZOOM
+    result = seg.segment(np.zeros((60, 60), np.float32), diameter=12, refine_diameter=True)
+    assert calls == [12] and result.diameter == 12
+
+
 def test_refine_diameter_defaults_to_the_package_card(tiny_package, monkeypatch):
     seg = Segmenter(tiny_package)
     calls = []

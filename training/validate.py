@@ -23,6 +23,21 @@ def dataset_diameter(dataset: str, kinds=None) -> float:
     return float(np.median([2 * np.sqrt(np.median(v) / np.pi) for v in areas.values()]))
 
 
+def diameter_metrics(segmenter, specs, log=print) -> dict:
+    """{"<spec>": metrics, "<spec> (refined diameter)": metrics} of each val split at the data set's
+    diameter (median over its train images), fixed and refined per image (as `load_sample` gives images)."""
+    from cellpoint.training.datasets import parse_dataset_spec
+    out = {}
+    for spec in specs:
+        dataset, kinds = parse_dataset_spec(spec)
+        diameter = round(dataset_diameter(dataset, kinds), 1)
+        log(f"measuring {spec} val (diameter {diameter} px) ...")
+        for refine, key in ((False, spec), (True, f"{spec} (refined diameter)")):
+            full = evaluate_segmenter(segmenter, dataset, kinds, "val", diameter, refine)
+            out[key] = {k: v for k, v in full.items() if not isinstance(v, dict)}
+    return out
+
+
 def no_diameter_metrics(segmenter, specs) -> dict:
     """{"<spec> (no diameter)": metrics} of the package run as a user runs it: each val image of each data set
     spec ("name[:kind,..]") as read from its file, no diameter, the package's defaults."""
