@@ -114,3 +114,18 @@ def test_channel_mismatch_names_channels_option():
     with pytest.raises(ValueError, match=r"the model takes 1 channel\(s\), the image has 5; choose them with "
                                          r"--channels"):
         to_channels_first(np.zeros((4, 5, 5), np.uint16), 1)
+
+
+def test_spikes_are_suppressed_and_clean_images_pass_unchanged():
+    from cellpoint.runtime.normalize import suppress_spikes
+    rng = np.random.default_rng(0)
+    clean = (rng.normal(100, 10, (64, 64)) + 300 * (rng.random((64, 64)) > 0.7)).astype(np.float32)
+    assert suppress_spikes(clean) is not None and np.array_equal(suppress_spikes(clean), clean)
+    hot = clean.copy()
+    hot[10, 10] = hot[10, 11] = hot[40, 3] = 65535          # a pair and a single hot pixel
+    hot[30, 30] = -60000                                    # a dead one, far below
+    fixed = suppress_spikes(hot)
+    assert fixed.max() < 1000 and fixed.min() > -1000
+    untouched = np.ones_like(hot, bool)
+    untouched[[10, 10, 40, 30], [10, 11, 3, 30]] = False
+    assert np.array_equal(fixed[untouched], hot[untouched])
