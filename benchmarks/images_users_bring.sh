@@ -26,6 +26,16 @@ for p in point2mask-cells-phase wsispdr-cells-phase; do
   python -m cellpoint.export.scale model_cards/$p runs/scale_v1.pt --eval usiigaci_phase_contrast
 done
 
+# robust clipped percentiles where the train split prefers them (LACSS, Point2Mask; not shape-nuclei, WSISPDR)
+python benchmarks/normalisation_check.py --package model_cards/lacss-nuclei --dataset dsb2018_bbbc038:gray_dark \
+  --dataset coelho2009_u2os_nih3t3 --images 20
+python benchmarks/normalisation_check.py --package model_cards/point2mask-cells-phase \
+  --dataset usiigaci_phase_contrast --images 16
+python -m cellpoint.export.normalisation model_cards/lacss-nuclei --kind percentile_robust \
+  --eval dsb2018_bbbc038:gray_dark --eval dsb2018_bbbc038 --eval coelho2009_u2os_nih3t3
+python -m cellpoint.export.normalisation model_cards/point2mask-cells-phase --kind percentile_robust \
+  --eval usiigaci_phase_contrast
+
 # objectness-nuclei: the recipe on every nuclei train split
 cellpoint train --method objectness "${NUCLEI[@]}" --steps 10000 "${RECIPE[@]}" --out runs/objectness_g2.pt
 cellpoint export runs/objectness_g2.pt --out model_cards/objectness-nuclei \
@@ -39,13 +49,14 @@ cellpoint export runs/objectness_g2.pt --out model_cards/objectness-nuclei \
 # every package as a user runs it vs told the cells' size; scale sweep, sub-kinds, robustness
 python benchmarks/generalise.py --package model_cards/objectness-nuclei --dataset dsb2018_bbbc038:gray_dark \
   --dataset dsb2018_bbbc038 --dataset coelho2009_u2os_nih3t3
-for p in shape-nuclei lacss-nuclei; do
-  python benchmarks/generalise.py --package model_cards/$p --dataset dsb2018_bbbc038:gray_dark \
-    --dataset dsb2018_bbbc038 --dataset coelho2009_u2os_nih3t3 --sections diameter
-done
-for p in point2mask-cells-phase wsispdr-cells-phase; do
-  python benchmarks/generalise.py --package model_cards/$p --dataset usiigaci_phase_contrast --dataset livecell
-done
+python benchmarks/generalise.py --package model_cards/shape-nuclei --dataset dsb2018_bbbc038:gray_dark \
+  --dataset dsb2018_bbbc038 --dataset coelho2009_u2os_nih3t3
+python benchmarks/generalise.py --package model_cards/lacss-nuclei --dataset dsb2018_bbbc038:gray_dark \
+  --dataset dsb2018_bbbc038 --dataset coelho2009_u2os_nih3t3 --sections diameter,robustness --name lacss-nuclei-robust
+python benchmarks/generalise.py --package model_cards/point2mask-cells-phase --dataset usiigaci_phase_contrast \
+  --dataset livecell --name point2mask-cells-phase-robust
+python benchmarks/generalise.py --package model_cards/wsispdr-cells-phase --dataset usiigaci_phase_contrast \
+  --dataset livecell
 python benchmarks/generalise_summary.py benchmarks/results/generalise_{objectness-nuclei,shape-nuclei,lacss-nuclei,point2mask-cells-phase,wsispdr-cells-phase}.json
 
 # leave one data set out: the nuclei recipe (6,000 steps) without Coelho, scored on Coelho val, and without DSB,
