@@ -36,17 +36,29 @@ than this many times the channel's robust percentile range (hot or dead camera p
 shared data sets has such a pixel (the largest: 6.0 ranges, DSB; 4.7, LIVECell's phase halos), so clean
 images pass unchanged; a pixel at 65,535 in a 12-bit image is 15 or more."""
 
+SPIKE_AT_LIMIT_RANGES = 0.5
+"""A pixel at the channel's own maximum (or minimum) is a spike already when it differs from its 3×3 median
+by more than this many robust ranges: in an image that fills its bit depth (Usiigaci's 16-bit phase
+contrast reaches 65,535 in its halos) a hot pixel is no brighter than the brightest real pixels, only
+alone (at most one neighbour also at the limit). A real saturated or black area is left as it is."""
+
 
 def suppress_spikes(channel: np.ndarray) -> np.ndarray:
-    """A (H,W) channel with its isolated spikes — pixels that differ from their 3×3 median by more than
-    SPIKE_RANGES × the robust 1–99.8 percentile range, i.e. hot or dead pixels, alone or in pairs — set to
-    that median. Returns float32 (H,W); the input itself when it has none (clean images pass unchanged)."""
+    """A (H,W) channel with its isolated spikes set to their 3×3 median: pixels that differ from that median
+    by more than SPIKE_RANGES × the robust 1–99.8 percentile range, or by more than SPIKE_AT_LIMIT_RANGES ×
+    it when they sit, alone or in a pair, at the channel's maximum or minimum value (hot or dead pixels).
+    Returns float32 (H,W); the input itself when it has none."""
     channel = np.ascontiguousarray(channel, dtype=np.float32)
     lo, hi = robust_percentiles(channel)
     if not hi > lo:
         return channel
     median = cv2.medianBlur(channel, 3)
-    spikes = np.abs(channel - median) > SPIKE_RANGES * (hi - lo)
+    deviation = np.abs(channel - median)
+    at_limit = ((channel == channel.max()) | (channel == channel.min())).astype(np.uint8)
+    # alone or in a pair: the edge and corner pixels of a real saturated (or black) area have more company
+    alone = cv2.boxFilter(at_limit, -1, (3, 3), normalize=False, borderType=cv2.BORDER_CONSTANT) <= 2
+    spikes = deviation > SPIKE_RANGES * (hi - lo)
+    spikes |= (at_limit > 0) & alone & (deviation > SPIKE_AT_LIMIT_RANGES * (hi - lo))
     if not spikes.any():
         return channel
     out = channel.copy()

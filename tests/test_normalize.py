@@ -119,7 +119,9 @@ def test_channel_mismatch_names_channels_option():
 def test_spikes_are_suppressed_and_clean_images_pass_unchanged():
     from cellpoint.runtime.normalize import suppress_spikes
     rng = np.random.default_rng(0)
-    clean = (rng.normal(100, 10, (64, 64)) + 300 * (rng.random((64, 64)) > 0.7)).astype(np.float32)
+    # cells larger than a pixel, as optics make them, and pixel noise
+    blobs = cv2.GaussianBlur((rng.random((64, 64)) > 0.97).astype(np.float32), (0, 0), 2.0)
+    clean = (rng.normal(100, 10, (64, 64)) + 300 * blobs / blobs.max()).astype(np.float32)
     assert suppress_spikes(clean) is not None and np.array_equal(suppress_spikes(clean), clean)
     hot = clean.copy()
     hot[10, 10] = hot[10, 11] = hot[40, 3] = 65535          # a pair and a single hot pixel
@@ -128,4 +130,23 @@ def test_spikes_are_suppressed_and_clean_images_pass_unchanged():
     assert fixed.max() < 1000 and fixed.min() > -1000
     untouched = np.ones_like(hot, bool)
     untouched[[10, 10, 40, 30], [10, 11, 3, 30]] = False
+    assert np.array_equal(fixed[untouched], hot[untouched])
+
+
+def test_hot_pixels_at_the_top_of_an_image_that_fills_its_bit_depth_are_suppressed():
+    """Usiigaci-like: a 16-bit image whose real pixels reach 65535 (a saturated halo): hot pixels at 65535
+    are no brighter than the brightest real ones, only alone; the saturated area stays as it is."""
+    from cellpoint.runtime.normalize import suppress_spikes
+    rng = np.random.default_rng(1)
+    image = cv2.GaussianBlur(rng.normal(30000, 8000, (80, 80)).astype(np.float32), (0, 0), 1.5)
+    image[50:60, 50:60] = 65535                               # a saturated halo
+    image = np.clip(image, 0, 65535)
+    assert np.array_equal(suppress_spikes(image), image)
+    hot = image.copy()
+    hot[[5, 20, 33], [7, 40, 12]] = 65535
+    fixed = suppress_spikes(hot)
+    assert fixed[[5, 20, 33], [7, 40, 12]].max() < 60000
+    assert np.array_equal(fixed[50:60, 50:60], image[50:60, 50:60])
+    untouched = np.ones_like(hot, bool)
+    untouched[[5, 20, 33], [7, 40, 12]] = False
     assert np.array_equal(fixed[untouched], hot[untouched])
