@@ -18,3 +18,8 @@ class ImageError(CellpointError, ValueError):
 
 class DeviceError(CellpointError, RuntimeError):
     """The requested execution device is not available in this onnxruntime build."""
+
+
+class OptionError(CellpointError, ValueError):
+    """An argument outside its valid range (a diameter, pixel size, tile size or channel list); the message
+    names the argument, the value and the range."""

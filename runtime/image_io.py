@@ -17,6 +17,7 @@ import numpy as np
 import tifffile
 
 from cellpoint.runtime.errors import ImageError
+from cellpoint.runtime.limits import MIN_SIDE
 
 TIFF_SUFFIXES = {".tif", ".tiff"}
 CV2_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp"}
@@ -120,6 +121,10 @@ def _read_tiff(path: Path) -> tuple[np.ndarray, str, str]:
                 axes, image = "Q" + series[0].axes, np.stack([x.asarray() for x in series])
             else:
                 axes, image = series[0].axes, series[0].asarray()
+            if axes.startswith("S") and tif.pages[0].photometric == 2 and not (tif.is_imagej or tif.is_ome):
+                # planar RGB with no metadata: a (3,H,W) numpy z-stack saved as it is looks exactly like this
+                # (tifffile's default); take it as planes of unknown kind, never silently as colour
+                axes = "Q" + axes[1:]
     except Exception as error:  # tifffile raises many types for corrupt files
         raise ImageReadError(path, f"cannot read TIFF ({type(error).__name__}: {error})") from error
     image = np.asarray(image)
@@ -129,7 +134,8 @@ def _read_tiff(path: Path) -> tuple[np.ndarray, str, str]:
         axes = _guess_axes(image.shape)
     keep = [i for i, n in enumerate(image.shape) if n > 1]
     if len(keep) < 2:
-        raise ImageReadError(path, f"image has shape {image.shape}; expected a 2-D image")
+        raise ImageReadError(path, f"image of shape {image.shape} is too small to segment (at least "
+                                   f"{MIN_SIDE}×{MIN_SIDE} px)")
     image = image.reshape([image.shape[i] for i in keep])
     axes = "".join(axes[i] for i in keep)
     channel = [i for i, a in enumerate(axes) if a in _CHANNEL_AXES]
@@ -201,6 +207,9 @@ def _read_cv2(path: Path) -> np.ndarray:
                                    f"{path.suffix.lstrip('.').upper()} file)")
     if image.size == 0:
         raise ImageReadError(path, f"image has zero size (shape {image.shape})")
+    if min(image.shape[:2]) < MIN_SIDE:
+        raise ImageReadError(path, f"image of {image.shape[1]}×{image.shape[0]} px is too small to segment "
+                                   f"(at least {MIN_SIDE}×{MIN_SIDE} px)")
     if image.ndim == 3:
         if image.shape[2] == 1:
             image = image[:, :, 0]
@@ -310,7 +319,7 @@ def atomic_write(path) -> Iterator[Path]:
             raise OSError(f"{path}: writer produced no file")
         os.replace(tmp, path)
     finally:
-        with contextlib.suppress(FileNotFoundError):
+        with contextlib.suppress(OSError):  # gone, or the folder refuses: never hide the first error
             tmp.unlink()
 
 

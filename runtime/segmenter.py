@@ -6,7 +6,7 @@ alone. `close` must not race with running calls."""
 from __future__ import annotations
 
 import copy
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,6 +18,8 @@ import onnxruntime as ort
 from cellpoint.runtime.colour import to_model_channels
 from cellpoint.runtime.decoding import DecodeContext, Params
 from cellpoint.runtime.errors import CellpointError, ImageError
+from cellpoint.runtime.limits import (MIN_SIDE, check_channels, check_diameter, check_network_size, check_pixel_size,
+                                     check_tile)
 from cellpoint.runtime.labels import instance_table, median_diameter, relabel_sequential, resize_labels
 from cellpoint.runtime.normalize import normalize, to_channels_first
 from cellpoint.runtime.outlines import refine_outlines_by_contrast
@@ -39,6 +41,9 @@ def check_image(image: np.ndarray) -> None:
         raise ImageError(f"wrong dimensions: expected (H,W) or (H,W,C), got shape {image.shape}")
     if image.size == 0 or min(image.shape[:2]) < 1:
         raise ImageError(f"empty image (shape {image.shape})")
+    if min(image.shape[:2]) < MIN_SIDE:
+        raise ImageError(f"image of {image.shape[1]}×{image.shape[0]} px is too small to segment (at least "
+                         f"{MIN_SIDE}×{MIN_SIDE} px)")
     if image.dtype.kind not in "biuf":
         raise ImageError(f"unsupported dtype {image.dtype}")
     if image.dtype.kind == "f" and not np.isfinite(image).all():
@@ -80,7 +85,7 @@ class Segmenter:
         "auto" uses CUDA when this onnxruntime build has it, else the CPU.
     tile : int
         Largest side (px, at the network's scale) run in one piece; larger images run in overlapping
-        tiles, which bounds the network's memory.
+        tiles, which bounds the network's memory. At least `limits.min_tile` of the card's tiling.
     threads : int, optional
         onnxruntime intra-op threads (None = all cores).
 
@@ -88,6 +93,8 @@ class Segmenter:
     ------
     PackageError
         The package is missing, invalid or fails a checksum.
+    OptionError
+        `tile` is too small for the package's tile overlap.
     DeviceError
         device="cuda" and this onnxruntime has no CUDA provider.
 
@@ -97,6 +104,8 @@ class Segmenter:
     def __init__(self, model: str | Path | None = None, device: str = "auto", tile: int = 768,
                  threads: int | None = None):
         self.package: ModelPackage = load_package(model)
+        tiling = self.package.card.tiling
+        self.tile = check_tile(tile, tiling.overlap, tiling.multiple)
         options = ort.SessionOptions()
         if threads:
             options.intra_op_num_threads = threads
@@ -108,7 +117,6 @@ class Segmenter:
             roles.append(self.package.card.scale.graph)
         self._graphs = {role: ort.InferenceSession(str(self.package.graph_path(role)), options, providers=providers)
                         for role in roles}
-        self.tile = int(tile)
         self._params: Params = self.package.params
         card = self.package.card
         self._input_name = card.inputs[0].name
@@ -164,7 +172,8 @@ class Segmenter:
         return self.package.card.scale is not None
 
     def segment(self, image: np.ndarray, diameter: float | None = None, channels: Sequence[int] | None = None,
-                refine_diameter: bool | None = None, pixel_size: float | None = None) -> SegmentationResult:
+                refine_diameter: bool | None = None, pixel_size: float | None = None,
+                on_tile: Callable[[int, int], None] | None = None) -> SegmentationResult:
         """Segment one image.
 
         Parameters
@@ -183,6 +192,8 @@ class Segmenter:
             the network time on those images). None = the package's default (`refines_diameter`).
         pixel_size : float, optional
             µm per pixel of this image (e.g. from its metadata); used when `diameter` is None.
+        on_tile : callable, optional
+            Called as on_tile(done, total) after each network tile of each pass (progress of large images).
 
         Returns
         -------
@@ -193,18 +204,27 @@ class Segmenter:
         ------
         ImageError
             The image cannot be segmented (shape, dtype, empty, NaN or infinite values).
+        OptionError
+            `diameter`, `pixel_size` or `channels` out of range (`cellpoint.runtime.limits`), or the
+            diameter would rescale the image beyond `limits.MAX_NETWORK_PIXELS`.
         """
+        if diameter is not None:
+            diameter = check_diameter(diameter, self.diameter)
+        if pixel_size is not None:
+            pixel_size = check_pixel_size(pixel_size)
+        if channels is not None:
+            channels = check_channels(channels)
         if refine_diameter is None:
             refine_diameter = self.refines_diameter
         image, conversion = self._model_channels(image, channels)
         assumed, source = self._first_diameter(image, diameter, pixel_size)
-        labels, table = self._segment_once(image, assumed)
+        labels, table = self._segment_once(image, assumed, on_tile)
         used = assumed
         if refine_diameter:
             measured = median_diameter(table)
             plausible = measured is not None and measured >= self.diameter / MAX_REFINE_ZOOM
             if plausible and abs(np.log(measured / assumed)) > np.log(1.1):
-                labels, table = self._segment_once(image, measured)
+                labels, table = self._segment_once(image, measured, on_tile)
                 used, source = measured, source + ", refined"
         return SegmentationResult(labels, table, used, self.name, source, conversion)
 
@@ -250,7 +270,9 @@ class Segmenter:
             return float(diameter), "given"
         um = self.package.card.object_diameter_um
         if pixel_size and um:
-            return float(um) / float(pixel_size), "pixel size"
+            derived = float(um) / float(pixel_size)
+            return check_diameter(derived, self.diameter, f"diameter from the pixel size ({pixel_size:g} µm/px; "
+                                  f"cells of {um:g} µm)"), "pixel size"
         scale = self.package.card.scale
         if scale is not None:
             estimate = self._estimate(self._normalised(image)[0], scale)
@@ -268,12 +290,12 @@ class Segmenter:
             return out[:, 0], out[:, 1]
         return estimate_diameter(channel, run, scale)
 
-    def _segment_once(self, image, diameter) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    def _segment_once(self, image, diameter, on_tile=None) -> tuple[np.ndarray, dict[str, np.ndarray]]:
         """One pass at `diameter` over an image as `_model_channels` returns it: network, decoder (at its
-        scale), outlines, table."""
+        scale), outlines, table. on_tile: see `segment`."""
         decoder = self.package.decoder
         x, scale = self._network_input(image, diameter)
-        outputs = self._predict(x)
+        outputs = self._predict(x, on_tile)
         shape = image.shape[:2]
         maps = self._maps_at_image_size(outputs, shape) if decoder.scale == "image" else outputs
         context = DecodeContext(maps, x, shape, scale, self.package.card.tiling.multiple, self._run_graph,
@@ -302,9 +324,10 @@ class Segmenter:
     def _network_input(self, image: np.ndarray, diameter: float | None = None) -> tuple[np.ndarray, float]:
         """The image (as `_model_channels` returns it) as the network sees it: float32 (C,h,w), normalised
         and rescaled so its cells have the model's diameter; with the scale (network px per image px)."""
-        x = self._normalised(image)
-        h, w = x.shape[1:]
+        h, w = image.shape[:2]
         scale = self.diameter / float(diameter) if diameter else 1.0
+        check_network_size(h, w, scale, float(diameter or self.diameter))
+        x = self._normalised(image)
         if scale != 1.0:
             size = (max(1, round(w * scale)), max(1, round(h * scale)))
             x = np.stack([cv2.resize(c, size, interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR)
@@ -315,10 +338,11 @@ class Segmenter:
         outputs = self._open_session().run(self._output_names, {self._input_name: batch})
         return dict(zip(self._output_names, outputs))
 
-    def _predict(self, x: np.ndarray) -> dict[str, np.ndarray]:
+    def _predict(self, x: np.ndarray, on_tile=None) -> dict[str, np.ndarray]:
         """The main graph over a (C,h,w) network input, tiled: {name: float32 (k,h,w) or its grid}."""
         tiling = self.package.card.tiling
-        return predict_tiled(self._run, x, tile=self.tile, overlap=tiling.overlap, multiple=tiling.multiple)
+        return predict_tiled(self._run, x, tile=self.tile, overlap=tiling.overlap, multiple=tiling.multiple,
+                             on_tile=on_tile)
 
     def _predict_maps(self, image: np.ndarray, diameter: float | None = None) -> tuple[dict[str, np.ndarray], float]:
         """Network output maps at the image's own resolution (see `_maps_at_image_size`) and the pixel

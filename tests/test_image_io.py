@@ -194,7 +194,7 @@ def test_errors_name_file_and_reason(tmp_path):
     with pytest.raises(ImageReadError, match=r"nan\.tif: float image contains 1 NaN"):
         read_image(tmp_path / "nan.tif")
     tifffile.imwrite(tmp_path / "line.tif", np.zeros((1, 9), np.uint8))
-    with pytest.raises(ImageReadError, match=r"line\.tif.*2-D"):
+    with pytest.raises(ImageReadError, match=r"line\.tif.*too small to segment"):
         read_image(tmp_path / "line.tif")
     assert issubclass(ImageReadError, ValueError)
 
@@ -235,3 +235,18 @@ def test_atomic_write_replaces_on_success_and_cleans_up_on_failure(tmp_path):
 def test_write_png_rejects_float(tmp_path):
     with pytest.raises(ValueError, match=r"f\.png.*uint8"):
         write_png(tmp_path / "f.png", np.zeros((4, 4), np.float32))
+
+
+def test_a_numpy_z_stack_saved_as_it_is_is_a_stack_not_colour(tmp_path):
+    """tifffile.imwrite of a (3,H,W) array stores planar RGB; with no metadata saying so it is not taken as
+    colour (the planes would silently become luminance), but as planes: refused without --planes or
+    --channels, split by read_planes."""
+    planes = np.stack([_ramp(), _ramp() + 5, _ramp() + 9]).astype(np.uint8)
+    tifffile.imwrite(tmp_path / "z.tif", planes)
+    with pytest.raises(ImageReadError, match=r"z\.tif: .*3 planes.*--planes"):
+        read_image(tmp_path / "z.tif")
+    assert [label for label, _ in read_planes(tmp_path / "z.tif")] == ["p0", "p1", "p2"]
+    assert read_image(tmp_path / "z.tif", channels=[0, 1, 2]).shape == planes.shape[1:] + (3,)
+    rgb = np.moveaxis(planes, 0, -1)  # interleaved RGB stays colour
+    tifffile.imwrite(tmp_path / "rgb.tif", rgb)
+    assert read_image(tmp_path / "rgb.tif").shape == rgb.shape

@@ -33,7 +33,7 @@ def test_segment_writes_outputs_and_reports_bad_files(tiny_package, tmp_path):
         assert (out / f"img{k}_overlay.png").is_file() and (out / f"img{k}_instances.csv").is_file()
     results = json.loads((out / "results.json").read_text())
     assert all({"image_id", "segmentation", "score", "bbox"} <= set(r) for r in results)
-    assert not list(out.glob("*.tmp*")) and not list(out.glob(".*"))  # nothing half-written left
+    assert not list(out.glob("*.tmp*")) and [p.name for p in out.glob(".*")] == [".cellpoint"]  # nothing half-written left
 
 
 def test_segment_skips_existing_outputs_unless_overwrite(tiny_package, tmp_path):
@@ -51,8 +51,9 @@ def test_segment_skips_existing_outputs_unless_overwrite(tiny_package, tmp_path)
 
 
 def test_unknown_model_is_a_clear_error(tmp_path):
-    result = CliRunner().invoke(segment, [str(tmp_path), "--model", "no-such-model", "--out", str(tmp_path)])
-    assert result.exit_code != 0 and "no-such-model" in result.output
+    tifffile.imwrite(tmp_path / "a.tif", np.zeros((32, 32), np.uint8))
+    result = CliRunner().invoke(segment, [str(tmp_path), "--model", "no-such-model", "--out", str(tmp_path / "out")])
+    assert result.exit_code == 3 and "no-such-model" in result.output
 
 
 def test_expand_inputs_takes_files_folders_and_globs_but_not_our_outputs(tmp_path):

@@ -76,7 +76,7 @@ def test_refine_diameter_segments_again_at_the_measured_size(tiny_package, monke
     for k in range(6):                                         # six 10x10 squares: diameter 2*sqrt(100/pi)
         one_cell[k * 10:k * 10 + 10, :10] = k + 1
 
-    def fake_once(image, diameter):
+    def fake_once(image, diameter, on_tile=None):
         calls.append(diameter)
         from cellpoint.runtime.labels import instance_table
         return one_cell, instance_table(one_cell)
@@ -96,7 +96,7 @@ def test_refine_diameter_does_not_chase_fragments(tiny_package, monkeypatch):
     for k in range(6):                                         # six 2x2 specks: far under the model's cells
         specks[k * 10:k * 10 + 2, :2] = k + 1
 
-    def fake_once(image, diameter):
+    def fake_once(image, diameter, on_tile=None):
         calls.append(diameter)
         from cellpoint.runtime.labels import instance_table
         return specks, instance_table(specks)
@@ -113,7 +113,7 @@ def test_refine_diameter_defaults_to_the_package_card(tiny_package, monkeypatch)
     for k in range(6):
         cells[k * 10:k * 10 + 10, :10] = k + 1
 
-    def fake_once(image, diameter):
+    def fake_once(image, diameter, on_tile=None):
         calls.append(diameter)
         from cellpoint.runtime.labels import instance_table
         return cells, instance_table(cells)

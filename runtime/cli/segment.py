@@ -1,21 +1,34 @@
-"""`cellpoint segment`: images in, label images, instance tables and overlays out."""
+"""`cellpoint segment`: images in, label images, instance tables and overlays out.
+
+Every failure ends in one line naming the file or option and the reason, and an exit code
+(`runtime.cli.exits`): 0 all done, 1 some inputs failed, 2 bad option, 3 unusable model package, 4 output
+not writable. An image is done when its record is written after all its outputs (`runtime.cli.completion`);
+a rerun redoes the rest, and runs sharing an output folder claim images so that none is segmented twice."""
 from __future__ import annotations
 
 import glob
 import json
+import math
 import sys
+import time
 from pathlib import Path
 
 import click
 
+from cellpoint.runtime.cli import completion
+from cellpoint.runtime.cli.exits import (DONE, INPUTS_FAILED, OUTPUT_UNWRITABLE, PackageUnusable, OutputUnwritable,
+                                         describe_os_error)
 from cellpoint.runtime.image_io import FOLDER_SUFFIXES
 
 OUTPUT_MARKERS = ("_labels", "_overlay")  # our own outputs, never taken as inputs
+IMAGES_TABLE = "cellpoint_images.csv"
+"""One row per image segmented into the folder: cells, the diameter used and where it came from."""
 
 
 def expand_inputs(paths: tuple[str, ...]) -> list[Path]:
     """Files, folders (their images, not recursive) and glob patterns → sorted unique image paths.
-    A path that matches nothing is returned as is, so that it is reported as an error."""
+    A path that matches nothing is returned as is, so that it is reported as an error. Hidden files
+    (temporary files among them) and cellpoint's own outputs (<stem>_labels, <stem>_overlay) are left out."""
     found: list[Path] = []
     for spec in paths:
         matches = [Path(m) for m in sorted(glob.glob(spec))] if glob.has_magic(spec) else [Path(spec)]
@@ -25,12 +38,17 @@ def expand_inputs(paths: tuple[str, ...]) -> list[Path]:
             else:
                 found.append(path)
     unique = list(dict.fromkeys(found))
-    return [p for p in unique if not p.stem.endswith(OUTPUT_MARKERS)]
+    return [p for p in unique if not p.stem.endswith(OUTPUT_MARKERS) and not p.name.startswith(".")]
 
 
 def output_stem(path: Path, label: str) -> str:
     """The name outputs start with: the input's stem, plus `_<label>` for a plane of a stack (e.g. img_z1)."""
     return f"{path.stem}_{label}" if label else path.stem
+
+
+def output_names(stem: str, overlay: bool) -> list[str]:
+    """The file names (in the output folder) one image or plane gets."""
+    return [f"{stem}_labels.tif", f"{stem}_instances.csv"] + ([f"{stem}_overlay.png"] if overlay else [])
 
 
 def write_table_csv(path: Path, table: dict) -> None:
@@ -44,35 +62,117 @@ def write_table_csv(path: Path, table: dict) -> None:
                              (x.item() for x in row)) + "\n")
 
 
-IMAGES_TABLE = "cellpoint_images.csv"
-"""One row per image segmented by the run: cells, the diameter used and where it came from."""
-
-
 def write_rows_csv(path: Path, rows: list[dict]) -> None:
-    """Rows of equal keys as CSV (a header line, then one line per row), written atomically."""
+    """Rows as CSV (a header line of every key met, then one line per row), written atomically."""
     import csv
     from cellpoint.runtime.image_io import atomic_write
+    fields = list(dict.fromkeys(k for row in rows for k in row))
     with atomic_write(path) as tmp, open(tmp, "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=list(rows[0]) if rows else [])
+        writer = csv.DictWriter(f, fieldnames=fields)
         writer.writeheader()
         writer.writerows(rows)
 
+
+# ------------------------------------------------------------------------------------------- options
+
+def _positive_number(ctx, param, value):
+    """click callback: a finite number > 0, or None."""
+    if value is not None and (not math.isfinite(value) or value <= 0):
+        raise click.BadParameter(f"must be a positive finite number, got {value}")
+    return value
+
+
+def _channel_list(ctx, param, value):
+    """click callback: '0' or '1,0' → [0] or [1, 0]; None stays None."""
+    if value is None:
+        return None
+    from cellpoint.runtime.errors import OptionError
+    from cellpoint.runtime.limits import check_channels
+    try:
+        return check_channels([int(c) for c in value.split(",")])
+    except ValueError as error:
+        reason = str(error) if isinstance(error, OptionError) else "expected comma-separated channel indices"
+        raise click.BadParameter(f"{value!r}: {reason} (e.g. 0 or 1,0)") from None
+
+
+def _check_against_model(segmenter, diameter, pixel_size) -> None:
+    """Options whose range depends on the model: BadParameter naming the option."""
+    from cellpoint.runtime.errors import OptionError
+    from cellpoint.runtime.limits import check_diameter
+    try:
+        if diameter is not None:
+            check_diameter(diameter, segmenter.diameter)
+    except OptionError as error:
+        raise click.BadParameter(str(error), param_hint="'--diameter'") from None
+    um = segmenter.package.card.object_diameter_um
+    try:
+        if pixel_size is not None and um and diameter is None:
+            check_diameter(um / pixel_size, segmenter.diameter, f"the diameter from --pixel-size ({um:g} µm / "
+                           f"{pixel_size:g} µm/px)")
+    except OptionError as error:
+        raise click.BadParameter(str(error), param_hint="'--pixel-size'") from None
+
+
+def prepare_output(out: Path) -> None:
+    """Create the output folder and check a file can be written there; OutputUnwritable (exit 4) if not."""
+    import tempfile
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(prefix=".cellpoint-probe-", dir=out)
+        import os
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as error:
+        raise OutputUnwritable(f"cannot write to the output folder {out}: {error.strerror or error}") from None
+
+
+def load_segmenter(model, device, tile):
+    """The Segmenter, or PackageUnusable (exit 3) / a usage error (exit 2) naming the reason."""
+    from cellpoint.runtime.errors import DeviceError, OptionError, PackageError
+    from cellpoint.runtime.segmenter import Segmenter
+    try:
+        return Segmenter(model, device=device, tile=tile)
+    except OptionError as error:
+        raise click.BadParameter(str(error), param_hint="'--tile'") from None
+    except DeviceError as error:
+        raise click.BadParameter(str(error), param_hint="'--device'") from None
+    except PackageError as error:
+        raise PackageUnusable(str(error)) from None
+    except Exception as error:  # onnxruntime refusing a graph that passed the checksums
+        raise PackageUnusable(f"{model or 'the default model'}: cannot be loaded: {type(error).__name__}: "
+                              f"{str(error).splitlines()[0] if str(error) else ''}") from None
+
+
+def duplicate_stems(inputs: list[Path]) -> dict[Path, Path]:
+    """{later input: earlier input} for inputs whose stem an earlier one has (their outputs would clash)."""
+    first: dict[str, Path] = {}
+    clashes = {}
+    for path in inputs:
+        if path.stem in first:
+            clashes[path] = first[path.stem]
+        else:
+            first.setdefault(path.stem, path)
+    return clashes
+
+
+# ------------------------------------------------------------------------------------------- command
 
 @click.command("segment")
 @click.argument("paths", nargs=-1, required=True)
 @click.option("--model", "-m", default=None, help="Bundled model name or package folder [default: objectness-nuclei].")
 @click.option("--out", "-o", "out_dir", required=True, type=click.Path(file_okay=False), help="Output folder.")
-@click.option("--diameter", "-d", type=float, default=None,
-              help="Typical cell diameter in your images (px). Default: from the pixel size when the model states "
-              "its cells' size in µm, else estimated per image when the model has a scale model, else the model's "
-              "own (see `cellpoint models`).")
-@click.option("--pixel-size", type=float, default=None,
+@click.option("--diameter", "-d", type=float, default=None, callback=_positive_number,
+              help="Typical cell diameter in your images (px), between the model's diameter ÷ 8 and × 64. Default: "
+              "from the pixel size when the model states its cells' size in µm, else estimated per image when the "
+              "model has a scale model, else the model's own (see `cellpoint models`).")
+@click.option("--pixel-size", type=float, default=None, callback=_positive_number,
               help="µm per pixel of your images [default: read from each TIFF's OME/ImageJ metadata]; used when the "
               "model states its cells' size in µm and no --diameter is given.")
 @click.option("--refine-diameter/--fixed-diameter", default=None,
               help="Measure the cells found at --diameter and segment again at their size if it differs by more "
               "than 10% (up to 2x time), or keep --diameter [default: the model's card says; `cellpoint models`].")
-@click.option("--channels", default=None, help="Comma-separated channel indices to feed the model, e.g. 0 or 1,0.")
+@click.option("--channels", default=None, callback=_channel_list,
+              help="Comma-separated channel indices to feed the model, e.g. 0 or 1,0.")
 @click.option("--planes", is_flag=True,
               help="Segment each plane of a z-stack or time series (TIFF) into <stem>_<plane>_labels.tif etc., "
               "planes labelled z0, z1, ... (t0, t0z1, p0 for pages of unknown kind); without it a stack fails.")
@@ -81,86 +181,232 @@ def write_rows_csv(path: Path, rows: list[dict]) -> None:
 @click.option("--overlay", is_flag=True, help="Also write <stem>_overlay.png with outlines on the image.")
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
 @click.option("--tile", type=int, default=768, show_default=True,
-              help="Tile size (px, at the network scale): larger images run in overlapping tiles.")
+              help="Tile size (px, at the network scale): larger images run in overlapping tiles; at least twice "
+              "the model's tile overlap.")
 @click.option("--overwrite", is_flag=True, help="Redo inputs whose outputs already exist.")
 def segment(paths, model, out_dir, diameter, pixel_size, refine_diameter, channels, planes, coco_path, overlay,
             device, tile, overwrite):
     """Segment images (files, folders, globs) into OUT/<stem>_labels.tif and <stem>_instances.csv (with
-    --planes, each plane of a stack into OUT/<stem>_<plane>_labels.tif ...)."""
-    from tqdm import tqdm
+    --planes, each plane of a stack into OUT/<stem>_<plane>_labels.tif ...), with OUT/cellpoint_images.csv
+    (one row per image) and OUT/cellpoint_run.json (the run's report).
 
-    from cellpoint.runtime.coco_results import labels_to_coco_results
-    from cellpoint.runtime.errors import CellpointError
-    from cellpoint.runtime.image_io import (atomic_write, read_image, read_pixel_size, read_planes, write_labels_tif,
-                                            write_png)
-    from cellpoint.runtime.overlay import render_overlay
-    from cellpoint.runtime.segmenter import Segmenter
+    Exit codes: 0 all done; 1 some inputs failed (the others are done); 2 bad option; 3 the model package
+    is unusable; 4 the output cannot be written (the run stops; finished images are kept)."""
+    from cellpoint.runtime.cli.report import REPORT_FILE, ReportWriter, describe_model, new_report
 
-    try:
-        segmenter = Segmenter(model, device=device, tile=tile)
-    except CellpointError as error:
-        raise click.ClickException(str(error))
-    chosen = [int(c) for c in channels.split(",")] if channels else None
     inputs = expand_inputs(paths)
     if not inputs:
-        raise click.ClickException("no input images found")
+        raise click.UsageError("no input images found in " + ", ".join(paths))
+    started = time.monotonic()
+    segmenter = load_segmenter(model, device, tile)
+    _check_against_model(segmenter, diameter, pixel_size)
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    click.echo(f"model {segmenter.package.name} on {segmenter.provider}; {len(inputs)} image(s) → {out}", err=True)
-    failed, done, skipped, results, image_rows = [], 0, 0, [], []
-    image_id = 0  # COCO image ids: input order, one per plane of a stack; a failed read uses one
-    for path in tqdm(inputs, unit="img", file=sys.stderr, disable=None):
-        if (out / f"{path.stem}_labels.tif").exists() and not overwrite and coco_path is None:
-            skipped += 1
-            image_id += 1
-            continue
+    prepare_output(out)
+    options = {"model": model, "diameter": diameter, "pixel_size": pixel_size, "refine_diameter": refine_diameter,
+               "channels": channels, "planes": planes, "coco": coco_path, "overlay": overlay, "device": device,
+               "tile": tile, "overwrite": overwrite}
+    report = new_report(inputs, options)
+    report["model"], report["provider"] = describe_model(segmenter), segmenter.provider
+    report["timings"]["load_s"] = round(time.monotonic() - started, 3)
+    writer = ReportWriter(out / REPORT_FILE)
+    run = _Run(segmenter, out, report, writer, diameter=diameter, pixel_size=pixel_size,
+               refine_diameter=refine_diameter, channels=channels, planes=planes, overlay=overlay,
+               overwrite=overwrite, coco=coco_path is not None)
+    click.echo(f"model {segmenter.name} on {segmenter.provider}; {len(inputs)} image(s) → {out}", err=True)
+    try:
+        run.all(inputs)
+    except OutputUnwritable as error:
+        run.finish("output unwritable", OUTPUT_UNWRITABLE, quiet=True)
+        raise error
+    except KeyboardInterrupt:
+        run.finish("interrupted", 130, quiet=True)
+        click.echo("interrupted; finished images are kept (rerun to go on)", err=True)
+        sys.exit(130)
+    if coco_path is not None:
+        from cellpoint.runtime.image_io import atomic_write
         try:
-            images = read_planes(path, channels=chosen) if planes else [("", read_image(path, channels=chosen))]
-        except (CellpointError, ValueError) as error:  # e.g. a stack without --planes: one line, go on
-            message = str(error) if str(path) in str(error) else f"{path}: {error}"
-            tqdm.write(f"error: {message}", file=sys.stderr)
-            failed.append(str(path))
-            image_id += 1
-            continue
+            with atomic_write(Path(coco_path)) as tmp:
+                Path(tmp).write_text(json.dumps(run.coco_results))
+        except OSError as error:
+            run.finish("output unwritable", OUTPUT_UNWRITABLE, quiet=True)
+            raise OutputUnwritable(f"cannot write {describe_os_error(error)}") from None
+    counts = report["counts"]
+    code = INPUTS_FAILED if counts["failed"] else DONE
+    run.finish("done" if code == DONE else "inputs failed", code)
+    click.echo(f"segmented {counts['segmented']}, skipped {counts['skipped']} (outputs exist, or another run has "
+               f"them; --overwrite to redo), failed {counts['failed']}; outputs in {out}"
+               + (f"; COCO results in {coco_path}" if coco_path else ""))
+    if code:
+        sys.exit(code)
+
+
+class _Run:
+    """One batch: inputs → outputs in `out`, counted in `report`. Not part of the API."""
+
+    def __init__(self, segmenter, out: Path, report: dict, writer, *, diameter, pixel_size, refine_diameter,
+                 channels, planes, overlay, overwrite, coco):
+        from cellpoint.runtime.cli.progress import BatchProgress
+        self.segmenter, self.out, self.report, self.writer = segmenter, out, report, writer
+        self.diameter, self.pixel_size, self.refine_diameter = diameter, pixel_size, refine_diameter
+        self.channels, self.planes, self.overlay, self.overwrite, self.coco = channels, planes, overlay, overwrite, coco
+        self.progress = BatchProgress(len(report["inputs"]))
+        self.coco_results: list[dict] = []
+        self.image_id = 0  # COCO image ids: input order, one per plane of a stack; a failed read uses one
+
+    def all(self, inputs: list[Path]) -> None:
+        completion.remove_stale_shared_temps(self.out, [IMAGES_TABLE, "cellpoint_run.json"])
+        clashes = duplicate_stems(inputs)
+        for path in inputs:
+            if path in clashes:
+                self.fail(str(path), f"has the same name as {clashes[path]} (their outputs would overwrite each "
+                                     "other); rename one")
+                self.image_id += 1
+                continue
+            self.one(path)
+            self.writer.maybe_write(self.report) and self.write_images_table()
+
+    def one(self, path: Path) -> None:
+        """Segment one input (all its planes with --planes) unless it is done or another run has it."""
+        if self.coco:  # COCO results need every image's instances from this run
+            self.segment_input(path)
+            return
+        if not self.planes and not self.overwrite and completion.is_done(
+                self.out, path.stem, output_names(path.stem, self.overlay)):
+            self.skip(path, "done")
+            return
+        with completion.claim(self.out, path.stem) as mine:
+            if not mine:
+                self.skip(path, "another run is segmenting it")
+                return
+            self.segment_input(path)
+
+    def segment_input(self, path: Path) -> None:
+        from cellpoint.runtime.errors import CellpointError
+        from cellpoint.runtime.image_io import read_image, read_planes
+        try:
+            images = (read_planes(path, channels=self.channels) if self.planes
+                      else [("", read_image(path, channels=self.channels))])
+        except (CellpointError, ValueError, OSError, MemoryError) as error:
+            self.image_id += 1
+            self.fail(str(path), _reason(path, error))
+            return
+        segmented = failed = skipped = 0
         for label, image in images:
-            image_id += 1
+            self.image_id += 1
             stem = output_stem(path, label)
-            where = f"{path} plane {label}" if label else str(path)
-            labels_path = out / f"{stem}_labels.tif"
-            if label and labels_path.exists() and not overwrite and coco_path is None:
+            names = output_names(stem, self.overlay)
+            if self.planes and not self.overwrite and not self.coco and completion.is_done(self.out, stem, names):
                 skipped += 1
                 continue
-            try:
-                result = segmenter.segment(image, diameter=diameter, refine_diameter=refine_diameter,
-                                           pixel_size=pixel_size or read_pixel_size(path))
-            except (CellpointError, ValueError) as error:
-                tqdm.write(f"error: {where}: {error}", file=sys.stderr)
-                failed.append(where)
-                continue
-            labels, table = result
-            tqdm.write(f"{where}: {int(labels.max())} cells, diameter {result.diameter:.1f} px "
-                       f"({result.diameter_source})" + (f"; image {result.conversion}" if result.conversion else ""),
-                       file=sys.stderr)
-            image_rows.append({"image": str(path), "plane": label, "cells": int(labels.max()),
-                               "diameter_px": round(result.diameter, 2), "diameter_source": result.diameter_source,
-                               "conversion": result.conversion})
-            write_rows_csv(out / IMAGES_TABLE, image_rows)
-            write_labels_tif(labels_path, labels)
-            write_table_csv(out / f"{stem}_instances.csv", table)
-            if overlay:
-                write_png(out / f"{stem}_overlay.png", render_overlay(image, labels))
-            if coco_path is not None:
-                scores = {int(i): float(s) for i, s in zip(table["id"], table["score"])}
-                for coco in labels_to_coco_results(labels, image_id, scores):
-                    coco["file_name"] = path.name
-                    if label:
-                        coco["plane"] = label
-                    results.append(coco)
-            done += 1
-    if coco_path is not None:
-        with atomic_write(Path(coco_path)) as tmp:
-            Path(tmp).write_text(json.dumps(results))
-    click.echo(f"segmented {done}, skipped {skipped} (outputs exist; --overwrite to redo), failed {len(failed)}; "
-               f"outputs in {out}" + (f"; COCO results in {coco_path}" if coco_path else ""))
-    if failed:
-        sys.exit(1)
+            if self.segment_plane(path, label, image, stem, names):
+                segmented += 1
+            else:
+                failed += 1
+        self.progress.image_finished(failed=bool(failed), skipped=not segmented and not failed)
+        if skipped:  # planes whose outputs exist
+            self.report["counts"]["skipped"] += skipped
+            self.report["skipped"].append({"input": str(path), "reason": "done", "planes": skipped})
+
+    def segment_plane(self, path: Path, label: str, image, stem: str, names: list[str]) -> bool:
+        """Segment one image or plane and write its outputs; False when it failed (reported)."""
+        from cellpoint.runtime.image_io import read_pixel_size
+        where = f"{path} plane {label}" if label else str(path)
+        begun = time.monotonic()
+        try:
+            result = self.segmenter.segment(image, diameter=self.diameter, refine_diameter=self.refine_diameter,
+                                            pixel_size=self.pixel_size or read_pixel_size(path),
+                                            on_tile=self.progress.tile_reporter(where))
+        except MemoryError:
+            self.fail(where, "out of memory (try a smaller --tile, or a larger --diameter)", count=False)
+            return False
+        except Exception as error:  # noqa: BLE001 - one image's failure must not stop the batch
+            self.fail(where, _reason(path, error), count=False)
+            return False
+        labels, table = result
+        self.progress.message(f"{where}: {int(labels.max())} cells, diameter {result.diameter:.1f} px "
+                              f"({result.diameter_source})" + (f"; image {result.conversion}" if result.conversion
+                                                               else ""))
+        row = {"image": str(path), "plane": label, "cells": int(labels.max()),
+               "diameter_px": round(result.diameter, 2), "diameter_source": result.diameter_source,
+               "conversion": result.conversion}
+        self.write_outputs(stem, names, image, labels, table, row)
+        if self.coco:
+            self.collect_coco(path, label, labels, table)
+        self.report["counts"]["segmented"] += 1
+        self.report["images"].append({"input": str(path), "plane": label, "outputs": names,
+                                      "cells": row["cells"], "diameter_px": row["diameter_px"],
+                                      "diameter_source": row["diameter_source"],
+                                      "seconds": round(time.monotonic() - begun, 3)})
+        return True
+
+    def write_outputs(self, stem: str, names: list[str], image, labels, table, row: dict) -> None:
+        """Write one image's outputs, then its record (with `row`, its line of the images table);
+        OutputUnwritable (stops the run) if a write fails."""
+        from cellpoint.runtime.image_io import write_labels_tif, write_png
+        from cellpoint.runtime.overlay import render_overlay
+        out = self.out
+        try:
+            completion.forget(out, stem)
+            completion.remove_stale_temps(out, names)
+            write_labels_tif(out / names[0], labels)
+            write_table_csv(out / names[1], table)
+            if self.overlay:
+                write_png(out / names[2], render_overlay(image, labels))
+            completion.mark_done(out, stem, names, row)
+        except OSError as error:
+            raise OutputUnwritable(f"cannot write {describe_os_error(error)}") from None
+
+    def collect_coco(self, path: Path, label: str, labels, table) -> None:
+        from cellpoint.runtime.coco_results import labels_to_coco_results
+        scores = {int(i): float(s) for i, s in zip(table["id"], table["score"])}
+        for coco in labels_to_coco_results(labels, self.image_id, scores):
+            coco["file_name"] = path.name
+            if label:
+                coco["plane"] = label
+            self.coco_results.append(coco)
+
+    def skip(self, path: Path, reason: str) -> None:
+        self.report["counts"]["skipped"] += 1
+        self.report["skipped"].append({"input": str(path), "reason": reason})
+        if reason != "done":
+            self.progress.message(f"skipped {path}: {reason}")
+        self.progress.image_finished(skipped=True)
+
+    def fail(self, where: str, reason: str, count: bool = True) -> None:
+        """Report a failed input (or plane): one line, the report's failures; `count`: also count the input
+        as finished in the progress (False for a plane, counted with its input)."""
+        self.progress.message(f"error: {where}: {reason}")
+        self.report["counts"]["failed"] += 1
+        self.report["failures"].append({"input": where, "reason": reason})
+        if count:
+            self.progress.image_finished(failed=True)
+
+    def write_images_table(self) -> None:
+        try:
+            write_rows_csv(self.out / IMAGES_TABLE, completion.all_rows(self.out))
+        except OSError as error:
+            raise OutputUnwritable(f"cannot write {describe_os_error(error)}") from None
+
+    def finish(self, status: str, code: int, quiet: bool = False) -> None:
+        """Write the images table and the final report; when `quiet`, swallow a further write error (the
+        run is already ending on one)."""
+        self.progress.close()
+        try:
+            self.write_images_table()
+            self.writer.finish(self.report, status, code)
+        except (OSError, OutputUnwritable):
+            if not quiet:
+                raise
+
+
+def _reason(path: Path, error: BaseException) -> str:
+    """One line for an input's failure: the error's message without a repeated file name; for errors that
+    are not cellpoint's own, their type too (a bug to report)."""
+    from cellpoint.runtime.errors import CellpointError
+    text = str(error).splitlines()[0] if str(error) else ""
+    prefix = f"{path}: "
+    if text.startswith(prefix):
+        text = text[len(prefix):]
+    if isinstance(error, (CellpointError, ValueError, OSError)):
+        return text or type(error).__name__
+    return f"unexpected {type(error).__name__}: {text} (please report this)"
