@@ -94,6 +94,8 @@ def _load(path: Path) -> tuple[np.ndarray, str, str]:
                                    f"(expected one of {sorted(TIFF_SUFFIXES | CV2_SUFFIXES)})")
     if not path.is_file():
         raise ImageReadError(path, "file not found" if not path.exists() else "not a regular file")
+    if path.stat().st_size == 0:
+        raise ImageReadError(path, "file is empty (0 bytes)")
     if suffix in TIFF_SUFFIXES:
         image, axes, file_axes = _read_tiff(path)
     else:

@@ -124,7 +124,7 @@ def test_bad_inputs_fail_one_line_each_and_the_batch_goes_on(images, reference, 
     out = tmp_path / "out"
     result = run(["segment", folder, folder / "missing.tif", "--out", out])
     assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr
-    bad = {"empty.tif": "empty", "truncated.png": "cannot decode", "fake.tif": "cannot read TIFF",
+    bad = {"empty.tif": "file is empty (0 bytes)", "truncated.png": "cannot decode", "fake.tif": "cannot read TIFF",
            "nan.tif": "NaN", "pixel.tif": "too small", "stack.tif": "--planes", "missing.tif": "not found"}
     lines = error_lines(result)
     assert len(lines) == len(bad), result.stderr

@@ -227,3 +227,26 @@ def test_pixel_size_is_read_from_ome_and_imagej_metadata(tmp_path):
     assert read_pixel_size(tmp_path / "ome.tif") == pytest.approx(0.325)
     assert read_pixel_size(tmp_path / "cm.tif") == pytest.approx(1.0)
     assert read_pixel_size(tmp_path / "none.tif") is None and read_pixel_size(tmp_path / "x.png") is None
+
+
+def test_arguments_out_of_range_are_option_errors_naming_them():
+    from cellpoint.runtime import Segmenter
+    from cellpoint.runtime.errors import CellpointError, OptionError
+    from cellpoint.runtime.limits import diameter_range, min_tile
+    with pytest.raises(OptionError, match="tile 64 px is too small.*at least 128 px"):
+        Segmenter("objectness-nuclei", tile=64)
+    seg = Segmenter("objectness-nuclei")
+    image = np.zeros((40, 40), np.uint8)
+    lo, hi = diameter_range(seg.diameter)
+    assert (lo, hi) == (3.0, 1536.0) and min_tile(64, 16) == 128
+    for bad, match in [(0, "positive finite"), (float("inf"), "positive finite"), (float("nan"), "positive finite"),
+                       (2.9, "outside 3–1536 px"), (1e9, "outside")]:
+        with pytest.raises(OptionError, match=match):
+            seg.segment(image, diameter=bad)
+    with pytest.raises(OptionError, match="pixel size"):
+        seg.segment(image, pixel_size=-1)
+    with pytest.raises(OptionError, match="channels: index -1"):
+        seg.segment(image, channels=[-1])
+    with pytest.raises(CellpointError, match="too small to segment"):
+        seg.segment(np.zeros((1, 5), np.uint8))
+    assert seg.segment(image, diameter=lo).labels.shape == image.shape  # the range's ends are accepted

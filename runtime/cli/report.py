@@ -12,6 +12,7 @@ from datetime import datetime, timezone
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
+from cellpoint.runtime.cli.exits import OutputUnwritable, describe_os_error
 from cellpoint.runtime.image_io import atomic_write
 
 REPORT_FILE = "cellpoint_run.json"
@@ -59,9 +60,13 @@ class ReportWriter:
         self.started = time.monotonic()
 
     def write(self, report: dict) -> None:
+        """Write now; OutputUnwritable (exit 4) if the file cannot be written."""
         report["timings"]["total_s"] = round(time.monotonic() - self.started, 3)
-        with atomic_write(self.path) as tmp:
-            tmp.write_text(json.dumps(report, indent=1, default=str))
+        try:
+            with atomic_write(self.path) as tmp:
+                tmp.write_text(json.dumps(report, indent=1, default=str))
+        except OSError as error:
+            raise OutputUnwritable(f"cannot write {describe_os_error(error)}") from None
         self._last = time.monotonic()
 
     def maybe_write(self, report: dict) -> bool:

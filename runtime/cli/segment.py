@@ -214,6 +214,7 @@ def segment(paths, model, out_dir, diameter, pixel_size, refine_diameter, channe
                overwrite=overwrite, coco=coco_path is not None)
     click.echo(f"model {segmenter.name} on {segmenter.provider}; {len(inputs)} image(s) → {out}", err=True)
     try:
+        writer.write(report)
         run.all(inputs)
     except OutputUnwritable as error:
         run.finish("output unwritable", OUTPUT_UNWRITABLE, quiet=True)
@@ -274,11 +275,14 @@ class _Run:
                 self.out, path.stem, output_names(path.stem, self.overlay)):
             self.skip(path, "done")
             return
-        with completion.claim(self.out, path.stem) as mine:
-            if not mine:
-                self.skip(path, "another run is segmenting it")
-                return
-            self.segment_input(path)
+        try:
+            with completion.claim(self.out, path.stem) as mine:
+                if not mine:
+                    self.skip(path, "another run is segmenting it")
+                    return
+                self.segment_input(path)
+        except OSError as error:  # the claim's lock file cannot be made (the rest converts its own)
+            raise OutputUnwritable(f"cannot write {describe_os_error(error)}") from None
 
     def segment_input(self, path: Path) -> None:
         from cellpoint.runtime.errors import CellpointError
@@ -394,7 +398,7 @@ class _Run:
         try:
             self.write_images_table()
             self.writer.finish(self.report, status, code)
-        except (OSError, OutputUnwritable):
+        except OutputUnwritable:
             if not quiet:
                 raise
 
