@@ -6,8 +6,10 @@
 
 Each image is segmented with `diameter` = the data set's typical cell diameter (median over its train
 images), as a user states the size of their cells; in the "refined" mode the runtime then measures each
-image's cells and segments again at their size (`refine_diameter=True`). Writes
-benchmarks/results/accuracy_<name>.md and .json."""
+image's cells and segments again at their size (`refine_diameter=True`). With `--precision P` (repeatable:
+fp32, int8, fp16) each package is measured with each of those precisions of its main graph that it ships,
+labelled "LABEL (P)"; without, as the runtime picks ("auto"). Writes benchmarks/results/accuracy_<name>.md
+and .json."""
 from __future__ import annotations
 
 import argparse
@@ -15,7 +17,7 @@ import json
 import math
 from pathlib import Path
 
-from cellpoint.runtime import Segmenter
+from cellpoint.runtime import Segmenter, load_package
 from cellpoint.training.datasets import parse_dataset_spec
 from cellpoint.training.validate import dataset_diameter, evaluate_segmenter
 
@@ -34,6 +36,8 @@ def main():
     parser.add_argument("--package", action="append", required=True, metavar="LABEL=DIR")
     parser.add_argument("--dataset", action="append", required=True, metavar="NAME[:KIND,..]")
     parser.add_argument("--reference", default=None, help="LABEL whose F1@0.5 the others are compared to")
+    parser.add_argument("--precision", action="append", default=[], choices=["fp32", "int8", "fp16"],
+                        help="measure each package with this precision of its main graph (repeatable)")
     parser.add_argument("--out", default="benchmarks/results")
     args = parser.parse_args()
 
@@ -42,9 +46,14 @@ def main():
         name, kinds = parse_dataset_spec(spec)
         diameter = round(dataset_diameter(name, kinds), 1)
         for refine in (False, True):
-            for entry in args.package:
+            for entry, precision in [(e, p) for e in args.package for p in args.precision or ["auto"]]:
                 label, _, folder = entry.partition("=")
-                metrics = evaluate_segmenter(Segmenter(folder, device="cpu"), name, kinds, "val", diameter, refine)
+                if precision != "auto" and precision not in load_package(folder).precisions:
+                    print(f"{folder} ships no {precision} variant: skipped")
+                    continue
+                segmenter = Segmenter(folder, device="cpu", precision=precision)
+                label = label if precision == "auto" else f"{label} ({precision})"
+                metrics = evaluate_segmenter(segmenter, name, kinds, "val", diameter, refine)
                 key = f"{label} | {'refined per image' if refine else 'fixed'}"
                 results.setdefault(spec, {})[key] = {k: v for k, v in metrics.items() if not isinstance(v, dict)}
                 print(spec, key, {k: fmt(results[spec][key].get(k)) for k, _ in COLUMNS}, flush=True)
@@ -57,6 +66,7 @@ def main():
              "```", "python benchmarks/accuracy.py --name " + args.name + " "
              + " ".join(f'--package "{p}"' for p in args.package) + " "
              + (f'--reference "{args.reference}" ' if args.reference else "")
+             + "".join(f"--precision {p} " for p in args.precision)
              + " ".join(f"--dataset {d}" for d in args.dataset), "```", "",
              "| data set (val) | training labels | diameter | images | start diameter px | "
              + " | ".join(c[1] for c in COLUMNS) + f" | F1@0.5 / {reference} (same diameter mode) |",

@@ -2,6 +2,7 @@
 repeated runs, for onnxruntime (the deployed runtime) and the same network in eager PyTorch.
 
     python benchmarks/speed.py --package model_cards/objectness-nuclei --checkpoint runs/nuclei_points.pt
+    python benchmarks/speed.py --package PKG --precision fp32 --precision int8 --diameter 24 --threads 2
 
 Writes benchmarks/results/speed_<package>.md. Images: the package's first sample, tiled/cropped to
 520×704 and 2048×2048 (real content at the density of the sample)."""
@@ -55,7 +56,7 @@ def instrument(seg: Segmenter, engine) -> dict:
     return acc
 
 
-def time_pipeline(seg: Segmenter, acc: dict, path: Path, out: Path) -> dict:
+def time_pipeline(seg: Segmenter, acc: dict, path: Path, out: Path, diameter: float | None = None) -> dict:
     """One end-to-end run of an instrumented segmenter; returns seconds per stage. decode is the
     segmentation time left after normalising, the main network and the per-cell graph."""
     for k in acc:
@@ -65,7 +66,7 @@ def time_pipeline(seg: Segmenter, acc: dict, path: Path, out: Path) -> dict:
     image = read_image(path)
     t["read"] = time.perf_counter() - s
     s = time.perf_counter()
-    labels, _ = seg.segment(image)
+    labels, _ = seg.segment(image, diameter=diameter)
     segment = time.perf_counter() - s
     t.update(acc)
     t["decode"] = segment - sum(acc.values())
@@ -83,13 +84,21 @@ def main():
     parser.add_argument("--checkpoint", default=None, help="the package's checkpoint, for the PyTorch rows")
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--tile", type=int, default=768, help="tile size (network px), as `cellpoint segment`")
+    parser.add_argument("--precision", action="append", default=[],
+                        help="onnxruntime rows for this precision of the main graph (repeatable; default: auto)")
+    parser.add_argument("--diameter", type=float, default=None,
+                        help="cell diameter given to segment (px): no scale estimate [default: none given]")
+    parser.add_argument("--threads", type=int, default=None, help="onnxruntime intra-op threads [all cores]")
     parser.add_argument("--out", default="benchmarks/results")
     args = parser.parse_args()
 
     seg = Segmenter(args.package, device="cpu", tile=args.tile)
     sample_file = Path(args.package) / seg.package.card.samples[0].input
     sample = read_image(sample_file)
-    engines = {"onnxruntime": seg._run}
+    engines = {}  # name: (precision, run; None = the segmenter's own session)
+    for precision in args.precision or ["auto"]:
+        chosen = Segmenter(args.package, device="cpu", tile=args.tile, precision=precision).precision
+        engines["onnxruntime" + (f" {chosen}" if args.precision else "")] = (precision, None)
     if args.checkpoint:
         import torch
         from cellpoint.training.checkpoint import load_checkpoint
@@ -104,18 +113,19 @@ def main():
             with torch.no_grad():
                 result = module(torch.from_numpy(batch))
             return {o["name"]: t.numpy() for o, t in zip(outputs, result)}
-        engines["PyTorch eager"] = torch_run
+        engines["PyTorch eager"] = ("fp32", torch_run)
 
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for shape in SIZES:
             path = Path(tmp) / f"img_{shape[0]}x{shape[1]}.tif"
             tifffile.imwrite(path, make_image(sample, shape))
-            for engine, run in engines.items():
-                seg = Segmenter(args.package, device="cpu", tile=args.tile)
-                acc = instrument(seg, run)
-                time_pipeline(seg, acc, path, Path(tmp) / "warm.tif")  # warm-up
-                runs = [time_pipeline(seg, acc, path, Path(tmp) / "labels.tif") for _ in range(args.repeats)]
+            for engine, (precision, run) in engines.items():
+                seg = Segmenter(args.package, device="cpu", tile=args.tile, threads=args.threads, precision=precision)
+                acc = instrument(seg, run or seg._run)
+                time_pipeline(seg, acc, path, Path(tmp) / "warm.tif", args.diameter)  # warm-up
+                runs = [time_pipeline(seg, acc, path, Path(tmp) / "labels.tif", args.diameter)
+                        for _ in range(args.repeats)]
                 med = {k: statistics.median(r[k] for r in runs) for k in runs[0]}
                 rows.append((f"{shape[0]}×{shape[1]}", engine, med))
                 print(rows[-1][0], engine, {k: round(v, 4) for k, v in med.items()}, flush=True)
@@ -123,9 +133,15 @@ def main():
     name = Path(args.package).name
     lines = [f"# Speed: {name}", "",
              f"Median of {args.repeats} runs, seconds per image, {os.cpu_count()} CPU cores "
-             f"({platform.processor() or platform.machine()}), onnxruntime CPU provider. "
+             f"({platform.processor() or platform.machine()}), onnxruntime CPU provider"
+             + (f", {args.threads} threads" if args.threads else "")
+             + (f", diameter {args.diameter:g} px given" if args.diameter else "") + ". "
              f"Command: `python benchmarks/speed.py --package {args.package}"
-             + (f" --checkpoint {args.checkpoint}" if args.checkpoint else "") + "`", "",
+             + (f" --checkpoint {args.checkpoint}" if args.checkpoint else "")
+             + "".join(f" --precision {p}" for p in args.precision)
+             + (f" --diameter {args.diameter:g}" if args.diameter else "")
+             + (f" --threads {args.threads}" if args.threads else "")
+             + (f" --repeats {args.repeats}" if args.repeats != 7 else "") + "`", "",
              "| image | engine | read | normalise | network | per-cell graph (ms/cell) | decode | write | total | cells |",
              "|---|---|---|---|---|---|---|---|---|---|"]
     for size, engine, m in rows:

@@ -80,6 +80,27 @@ def _metric_rows(metrics: dict) -> list[str]:
     return rows
 
 
+def _variant_rows(card: dict) -> list[str]:
+    """The README's precision variants: each file, and its val F1@0.5 and mask AP next to fp32's."""
+    lines = []
+    for precision, v in sorted(card["variants"].items()):
+        loss = v.get("f1_50_loss")
+        lines.append(f"- `{v['source']}` ({precision}, {v.get('conversion', {}).get('tool', '')}): "
+                     + (f"loses at most {loss:.4f} F1@0.5 on val" if loss is not None else "not measured on val")
+                     + "; the runtime picks it by default on "
+                     + ("the CPU" if precision == "int8" else "a GPU") + " (`precision=\"fp32\"` turns that off).")
+    measured = [(p, k) for p, v in sorted(card["variants"].items()) for k in v.get("metrics", {})]
+    if measured:
+        lines += ["", "| data set (val) | precision | F1@0.5 | mask AP | F1@0.5 fp32 | mask AP fp32 |",
+                  "|---|---|---|---|---|---|"]
+        for precision, key in measured:
+            m, ref = card["variants"][precision]["metrics"][key], card["metrics"].get(key, {})
+            lines.append(f"| {key} | {precision} | " + " | ".join(
+                f"{x[k]:.3f}" if isinstance(x.get(k), float) else "" for x, k in
+                ((m, "f1_50"), (m, "AP"), (ref, "f1_50"), (ref, "AP"))) + " |")
+    return lines
+
+
 def render_readme(card: dict, notes: str = "") -> str:
     """The human-readable card (markdown)."""
     lines = [f"# {card['name']}", "", card["description"], "",
@@ -121,6 +142,8 @@ def render_readme(card: dict, notes: str = "") -> str:
         lines += ["", f"![{fig['file']}]({fig['file']})", "", fig["caption"]]
     if card["metrics"]:
         lines += ["", "## Metrics (val split, measured with the runtime on this package)", ""] + _metric_rows(card["metrics"])
+    if card.get("variants"):
+        lines += ["", "## Precision variants", ""] + _variant_rows(card)
     lines += ["", "## Samples", ""]
     for s in card["samples"]:
         lines.append(f"- `{s['input']}` → `{s['output']}` ({s['source']}; licence {s['licence']})")

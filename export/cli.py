@@ -97,9 +97,19 @@ def _write_json_asset(folder: Path, role: str, content) -> dict:
               help="A scale model (`cellpoint train-scale`): the package then estimates each image's cell diameter "
               "when none is given.")
 @click.option("--atol", default=1e-4, show_default=True, help="Largest allowed torch-vs-onnxruntime difference.")
+@click.option("--precision", "precisions", multiple=True, type=click.Choice(["int8", "fp16"]),
+              help="Also make this lower-precision variant of the main graph (int8: static quantisation for CPUs; "
+              "fp16: for GPUs), measured on the --eval val sets beside fp32 and shipped only if it loses at most "
+              "--max-loss F1@0.5 on each. Repeatable.")
+@click.option("--calibrate", "calibrate", multiple=True, metavar="DATASET[:KIND,..]|FOLDER",
+              help="Train images int8 is calibrated on; repeatable [default: the checkpoint's training data sets].")
+@click.option("--max-loss", default=0.005, show_default=True,
+              help="Largest F1@0.5 a --precision variant may lose on a val set to ship.")
 def export(checkpoint, out_dir, name, description, samples, sample_source, sample_licence, eval_sets, notes,
-           decoder_params, refine_diameter, scale_model, atol):
+           decoder_params, refine_diameter, scale_model, atol, precisions, calibrate, max_loss):
     """Export CHECKPOINT to a self-describing ONNX model package; fails if onnxruntime disagrees with torch."""
+    if precisions and not eval_sets:
+        raise click.UsageError("--precision needs --eval: a variant ships only when measured on val")
     try:
         import torch  # noqa: F401
     except ImportError:
@@ -199,3 +209,13 @@ def export(checkpoint, out_dir, name, description, samples, sample_source, sampl
     click.echo(f"wrote {out} (parity max |Δ| {parity:.2g})")
     for spec_text, m in metrics.items():
         click.echo(f"  {spec_text}: F1@0.5 {m.get('f1_50', float('nan')):.3f}  AP {m.get('AP', float('nan')):.3f}")
+    if precisions:
+        from cellpoint.export.precision import VariantRejected, add_variant
+        for precision in precisions:
+            try:
+                entry = add_variant(out, precision, calibrate, eval_sets, max_loss, log=click.echo)
+                click.echo(f"added the {precision} variant {entry['source']} (loses {entry['f1_50_loss']:.4f} F1@0.5)")
+            except VariantRejected as rejected:
+                click.echo(str(rejected))
+            except (ValueError, FileNotFoundError) as error:
+                raise click.ClickException(str(error))

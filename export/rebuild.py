@@ -12,12 +12,16 @@ from cellpoint.runtime.image_io import read_image, write_labels_tif
 from cellpoint.runtime.package import CARD_FILE, load_package
 
 
-def rebuild_package(folder, edit: Callable[[dict, Path], dict], eval_specs=(), remeasure_all: bool = False) -> dict:
+def rebuild_package(folder, edit: Callable[[dict, Path], dict], eval_specs=(), remeasure_all: bool = False,
+                    keep_metrics: bool = False) -> dict:
     """Apply `edit(card, work_folder) -> card` to a copy of the package in `folder`, then: the samples'
     expected labels made again; the card's `domain` set from its training data (when the shared data are at
     hand); each data set spec of `eval_specs` measured on val with no diameter ("<spec> (no diameter)") and,
     with `remeasure_all` (the network's input changed), also at the data set's diameter, every earlier
-    metric dropped; README re-rendered (its Notes kept). Returns the new card."""
+    metric dropped and any precision variants removed (made from the old input, make them again with
+    `cellpoint.export.precision`); README re-rendered (its Notes kept). keep_metrics: the card's metrics are left as `edit`
+    leaves them (the fp32 network is unchanged; `eval_specs` is not measured). An exception raised by `edit`
+    leaves the package as it was. Returns the new card."""
     from cellpoint.runtime.segmenter import Segmenter
     from cellpoint.training.datasets import shared_data_present
     from cellpoint.training.validate import diameter_metrics, no_diameter_metrics, training_domain
@@ -28,6 +32,9 @@ def rebuild_package(folder, edit: Callable[[dict, Path], dict], eval_specs=(), r
     shutil.copytree(folder, work)
     try:
         card = edit(json.loads((work / CARD_FILE).read_text()), work)
+        if remeasure_all:
+            for variant in card.pop("variants", {}).values():
+                (work / variant["source"]).unlink(missing_ok=True)
         (work / CARD_FILE).write_text(json.dumps(card, indent=1, ensure_ascii=False))
         segmenter = Segmenter(work, device="cpu")
         for sample in card.get("samples", []):
@@ -38,11 +45,13 @@ def rebuild_package(folder, edit: Callable[[dict, Path], dict], eval_specs=(), r
             card["domain"] = training_domain(card.get("training_data", [])) or card.get("domain")
         if card.get("domain") is None:
             card.pop("domain", None)
-        if remeasure_all:
-            card["metrics"] = diameter_metrics(segmenter, eval_specs)
-        else:
-            card["metrics"] = {k: v for k, v in card.get("metrics", {}).items() if not k.endswith("(no diameter)")}
-        card["metrics"].update(no_diameter_metrics(segmenter, eval_specs))
+        if not keep_metrics:
+            if remeasure_all:
+                card["metrics"] = diameter_metrics(segmenter, eval_specs)
+            else:
+                card["metrics"] = {k: v for k, v in card.get("metrics", {}).items()
+                                   if not k.endswith("(no diameter)")}
+            card["metrics"].update(no_diameter_metrics(segmenter, eval_specs))
         (work / CARD_FILE).write_text(json.dumps(card, indent=1, ensure_ascii=False))
         readme = (work / "README.md").read_text() if (work / "README.md").exists() else ""
         notes = readme.split("\n## Notes\n", 1)[1].strip() if "\n## Notes\n" in readme else ""

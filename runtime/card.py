@@ -101,6 +101,24 @@ class AssetFile(_Struct, kw_only=True):
     sha256: Sha256
 
 
+Precision = Literal["int8", "fp16"]
+
+
+class Variant(_Struct, kw_only=True):
+    """A lower-precision copy of the main graph (same inputs and outputs, float32 at its edges): "int8"
+    (static quantisation, QDQ, per-channel weights, for CPUs) or "fp16" (for GPUs). conversion: how it was
+    made (tool, settings, calibration data); parity_max_rel_diff: largest |variant − fp32| / max(1, |fp32|)
+    of the outputs on tiles held out from calibration; metrics: its val figures, measured with the same
+    code and keys as the card's `metrics` (the fp32 graph's); f1_50_loss: the largest fp32 − variant F1@0.5
+    over those entries (null: not measured)."""
+    source: RelativePath
+    sha256: Sha256
+    conversion: dict[str, Any] = {}
+    parity_max_rel_diff: float | None = None
+    metrics: dict[str, dict[str, Any]] = {}
+    f1_50_loss: float | None = None
+
+
 class Tiling(_Struct, kw_only=True):
     """multiple: network input sides must be multiples of this (px). overlap: px shared by neighbouring
     tiles of a large image."""
@@ -174,6 +192,7 @@ class Card(_Struct, kw_only=True):
     samples: list[Sample] = []
     metrics: dict[str, dict[str, Any]] = {}
     figures: list[Figure] = []
+    variants: dict[Precision, Variant] = {}
 
 
 class CardError(ValueError):

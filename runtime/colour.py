@@ -41,7 +41,12 @@ def is_bright_background(gray: np.ndarray) -> bool:
 def invert(gray: np.ndarray) -> np.ndarray:
     """(H,W) → float32 (H,W) max − x: bright becomes dark, the range is kept."""
     gray = np.asarray(gray, dtype=np.float32)
-    return gray.max() - gray
+    return invert_with(gray, float(gray.max()))
+
+
+def invert_with(gray: np.ndarray, top: float) -> np.ndarray:
+    """(H,W) → float32 (H,W) top − x (a block of an image inverted with the whole image's maximum `top`)."""
+    return np.float32(top) - np.asarray(gray, dtype=np.float32)
 
 
 def to_model_channels(image: np.ndarray, n_channels: int, polarity: str = "any") -> tuple[np.ndarray, str]:

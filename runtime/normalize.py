@@ -43,13 +43,14 @@ contrast reaches 65,535 in its halos) a hot pixel is no brighter than the bright
 alone (at most one neighbour also at the limit). A real saturated or black area is left as it is."""
 
 
-def suppress_spikes(channel: np.ndarray) -> np.ndarray:
+def suppress_spikes(channel: np.ndarray, levels: tuple[float, float] | None = None) -> np.ndarray:
     """A (H,W) channel with its isolated spikes set to their 3×3 median: pixels that differ from that median
     by more than SPIKE_RANGES × the robust 1–99.8 percentile range, or by more than SPIKE_AT_LIMIT_RANGES ×
     it when they sit, alone or in a pair, at the channel's maximum or minimum value (hot or dead pixels).
-    Returns float32 (H,W); the input itself when it has none."""
+    levels: the (low, high) range to measure against (a whole image's, for one block of it); default the
+    channel's own robust percentiles. Returns float32 (H,W); the input itself when it has none."""
     channel = np.ascontiguousarray(channel, dtype=np.float32)
-    lo, hi = robust_percentiles(channel)
+    lo, hi = levels if levels is not None else robust_percentiles(channel)
     if not hi > lo:
         return channel
     median = cv2.medianBlur(channel, 3)
@@ -125,9 +126,32 @@ NORMALIZATIONS = {
 float32 (C,H,W)."""
 
 
-def normalize(image: np.ndarray, preprocessing) -> np.ndarray:
+def normalize(image: np.ndarray, preprocessing, levels: np.ndarray | None = None) -> np.ndarray:
     """Normalise a (C,H,W) array as the card's preprocessing entry says, after `suppress_spikes` on each
-    channel (so hot pixels neither pull the percentiles nor look like tiny cells). Returns float32 (C,H,W)."""
+    channel (so hot pixels neither pull the percentiles nor look like tiny cells). levels: float (C,2), each
+    channel's (value → 0, value → 1), e.g. a whole image's `channel_levels` for one block of it; default the
+    image's own. Returns float32 (C,H,W)."""
     arr = np.asarray(image, dtype=np.float32)
-    cleaned = np.stack([suppress_spikes(c) for c in arr]) if arr.ndim == 3 else arr
-    return NORMALIZATIONS[preprocessing.kind](cleaned, preprocessing)
+    if levels is None:
+        cleaned = np.stack([suppress_spikes(c) for c in arr]) if arr.ndim == 3 else arr
+        return NORMALIZATIONS[preprocessing.kind](cleaned, preprocessing)
+    out = np.empty_like(arr)
+    for c, (lo, hi) in enumerate(np.asarray(levels, np.float64)):
+        channel = suppress_spikes(arr[c], (lo, hi))
+        out[c] = (channel - lo) / (hi - lo) if hi > lo else 0.0
+    clip = getattr(preprocessing, "clip", None)
+    return np.clip(out, float(clip[0]), float(clip[1]), out=out) if clip is not None else out
+
+
+def channel_levels(image: np.ndarray, preprocessing) -> np.ndarray:
+    """Each channel's (value → 0, value → 1) as `normalize` computes them for a (C,H,W) array (a whole image,
+    or a thumbnail of one), after spike suppression. Returns float64 (C,2)."""
+    arr = np.asarray(image, dtype=np.float32)
+    levels = []
+    for channel in arr:
+        cleaned = suppress_spikes(channel)
+        if preprocessing.kind == "percentile_robust":
+            levels.append(robust_percentiles(cleaned, preprocessing.low, preprocessing.high))
+        else:
+            levels.append(tuple(np.percentile(_subsample(cleaned), [preprocessing.low, preprocessing.high])))
+    return np.asarray(levels, np.float64)

@@ -2,7 +2,8 @@
 
 `load_package` finds a package by bundled name or path and checks it once: the card's fields and types,
 the decoder against the registry and its parameters against the decoder's declaration, that every file
-the card names lies inside the folder and exists, and the sha256 of every file the runtime reads. Every
+the card names lies inside the folder and exists, and the sha256 of every file the runtime reads (its
+graphs, assets and precision variants). Every
 failure is one `PackageError` naming the package and the field; later code trusts the result."""
 from __future__ import annotations
 
@@ -42,8 +43,23 @@ class ModelPackage:
 
     @property
     def onnx_path(self) -> Path:
-        """The main graph."""
+        """The main graph (float32)."""
         return self.path / self.card.weights.source
+
+    @property
+    def precisions(self) -> tuple[str, ...]:
+        """The precisions the main graph ships in: "fp32", then the card's variants ("int8", "fp16")."""
+        return ("fp32", *sorted(self.card.variants))
+
+    def main_graph_path(self, precision: str = "fp32") -> Path:
+        """The main graph at `precision` (one of `precisions`); PackageError naming the package and the
+        precisions it has otherwise."""
+        if precision == "fp32":
+            return self.onnx_path
+        if precision not in self.card.variants:
+            raise PackageError(f"{self.path}: package {self.name!r} has no {precision} variant of its main graph "
+                               f"(it has: {', '.join(self.precisions)})")
+        return self.path / self.card.variants[precision].source
 
     def graph_path(self, role: str) -> Path:
         """The further graph a decoder runs as `role`."""
@@ -88,7 +104,8 @@ def resolve(model: str | Path | None) -> Path:
 
 
 def load_package(model: str | Path | None = None, verify: bool = True) -> ModelPackage:
-    """Read and check a package (see the module). verify: also check each file's sha256 against the card."""
+    """Read and check a package (see the module). verify: also check the sha256 of each file the runtime reads
+    (weights, graphs, assets, variants) against the card."""
     folder = resolve(model)
     card_path = folder / CARD_FILE
     try:
@@ -113,7 +130,8 @@ def load_package(model: str | Path | None = None, verify: bool = True) -> ModelP
         _check_file(folder, where, relative)
     if verify:
         checked = [("weights", card.weights)] + [(f"graphs.{r}", g) for r, g in card.graphs.items()] \
-            + [(f"assets.{r}", a) for r, a in card.assets.items()]
+            + [(f"assets.{r}", a) for r, a in card.assets.items()] \
+            + [(f"variants.{p}", v) for p, v in card.variants.items()]
         for where, entry in checked:
             actual = sha256_file(folder / entry.source)
             if actual != entry.sha256:
@@ -149,6 +167,7 @@ def _referenced_files(card: Card) -> list[tuple[str, str]]:
     files = [("weights.source", card.weights.source)]
     files += [(f"graphs.{r}.source", g.source) for r, g in card.graphs.items()]
     files += [(f"assets.{r}.source", a.source) for r, a in card.assets.items()]
+    files += [(f"variants.{p}.source", v.source) for p, v in card.variants.items()]
     for k, s in enumerate(card.samples):
         files += [(f"samples[{k}].input", s.input), (f"samples[{k}].output", s.output)]
     files += [(f"figures[{k}].file", f.file) for k, f in enumerate(card.figures)]

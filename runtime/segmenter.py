@@ -15,16 +15,17 @@ import msgspec
 import numpy as np
 import onnxruntime as ort
 
+from cellpoint.runtime.blockwise import LARGE_PIXELS, segment_blockwise
 from cellpoint.runtime.colour import to_model_channels
 from cellpoint.runtime.decoding import DecodeContext, Params
 from cellpoint.runtime.errors import CellpointError, ImageError
 from cellpoint.runtime.limits import (MIN_SIDE, check_channels, check_diameter, check_network_size, check_pixel_size,
                                      check_tile)
 from cellpoint.runtime.labels import instance_table, median_diameter, relabel_sequential, resize_labels
-from cellpoint.runtime.normalize import normalize, to_channels_first
+from cellpoint.runtime.normalize import channel_levels, normalize, to_channels_first
 from cellpoint.runtime.outlines import refine_outlines_by_contrast
 from cellpoint.runtime.package import ModelPackage, load_package
-from cellpoint.runtime.providers import choose_providers
+from cellpoint.runtime.providers import choose_precision, choose_providers
 from cellpoint.runtime.scale import estimate_diameter
 from cellpoint.runtime.tiling import predict_tiled
 
@@ -88,13 +89,17 @@ class Segmenter:
         tiles, which bounds the network's memory. At least `limits.min_tile` of the card's tiling.
     threads : int, optional
         onnxruntime intra-op threads (None = all cores).
+    precision : {"auto", "fp32", "int8", "fp16"}
+        The precision of the main graph: "fp32", or a variant the package ships (its card's `variants`).
+        "auto": "int8" on the CPU and "fp16" on a GPU when the package ships it, else "fp32". The one
+        chosen is `precision`.
 
     Raises
     ------
     PackageError
-        The package is missing, invalid or fails a checksum.
+        The package is missing, invalid or fails a checksum, or lacks the precision asked for.
     OptionError
-        `tile` is too small for the package's tile overlap.
+        `tile` is too small for the package's tile overlap, or `precision` is none of the above.
     DeviceError
         device="cuda" and this onnxruntime has no CUDA provider.
 
@@ -102,7 +107,7 @@ class Segmenter:
     """
 
     def __init__(self, model: str | Path | None = None, device: str = "auto", tile: int = 768,
-                 threads: int | None = None):
+                 threads: int | None = None, precision: str = "auto"):
         self.package: ModelPackage = load_package(model)
         tiling = self.package.card.tiling
         self.tile = check_tile(tile, tiling.overlap, tiling.multiple)
@@ -110,8 +115,10 @@ class Segmenter:
         if threads:
             options.intra_op_num_threads = threads
         providers = choose_providers(device)
+        #: the main graph's precision in use ("fp32", "int8" or "fp16"; see the `precision` argument)
+        self.precision: str = choose_precision(precision, self.package.precisions, providers)
         self._session: ort.InferenceSession | None = ort.InferenceSession(
-            str(self.package.onnx_path), options, providers=providers)
+            str(self.package.main_graph_path(self.precision)), options, providers=providers)
         roles = list(self.package.decoder.graphs)
         if self.package.card.scale is not None:
             roles.append(self.package.card.scale.graph)
@@ -198,7 +205,9 @@ class Segmenter:
         Returns
         -------
         SegmentationResult
-            labels, table, the diameter used and the model's name; unpacks as (labels, table).
+            labels, table, the diameter used and the model's name; unpacks as (labels, table). An image of
+            more than `blockwise.LARGE_PIXELS` (4096²) pixels is segmented block by block, in memory bounded
+            by the block (labels uint32; the diameter estimated and refined on sample blocks).
 
         Raises
         ------
@@ -214,6 +223,8 @@ class Segmenter:
             pixel_size = check_pixel_size(pixel_size)
         if channels is not None:
             channels = check_channels(channels)
+        if isinstance(image, np.ndarray) and image.ndim in (2, 3) and image.shape[0] * image.shape[1] > LARGE_PIXELS:
+            return self._segment_large(image, diameter, channels, refine_diameter, pixel_size, on_tile)
         if refine_diameter is None:
             refine_diameter = self.refines_diameter
         image, conversion = self._model_channels(image, channels)
@@ -227,6 +238,18 @@ class Segmenter:
                 labels, table = self._segment_once(image, measured, on_tile)
                 used, source = measured, source + ", refined"
         return SegmentationResult(labels, table, used, self.name, source, conversion)
+
+    def _segment_large(self, image, diameter, channels, refine_diameter, pixel_size, on_tile) -> SegmentationResult:
+        """`segment` of an image of more than LARGE_PIXELS pixels, block by block (`runtime.blockwise`):
+        the network's maps and the decoder's work stay the size of a block. Labels are uint32."""
+        check_image(image)
+        labels = np.zeros(image.shape[:2], np.uint32)
+        parts: list[dict[str, np.ndarray]] = []
+        found = segment_blockwise(self, image, labels, diameter=diameter, pixel_size=pixel_size, channels=channels,
+                                  refine_diameter=refine_diameter, on_block=on_tile, on_rows=parts.append)
+        columns = list(parts[0]) if parts else list(instance_table(np.zeros((1, 1), np.int32)))
+        table = {c: np.concatenate([p[c] for p in parts]) if parts else np.zeros(0) for c in columns}
+        return SegmentationResult(labels, table, found.diameter, self.name, found.diameter_source, found.conversion)
 
     def estimate_diameter(self, image: np.ndarray, channels: Sequence[int] | None = None) -> float | None:
         """The typical cell diameter (image px) of `image` by the package's scale graph; None when the
@@ -290,11 +313,24 @@ class Segmenter:
             return out[:, 0], out[:, 1]
         return estimate_diameter(channel, run, scale)
 
-    def _segment_once(self, image, diameter, on_tile=None) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    def segment_prepared(self, image: np.ndarray, diameter: float, levels: np.ndarray,
+                         on_tile: Callable[[int, int], None] | None = None) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        """One pass over a block of a larger image (`cellpoint.runtime.blockwise`): `image` (H,W) or (H,W,C)
+        already fitted to the model's channels and polarity (`fit_channels`), normalised with the whole
+        image's `levels` (float (C,2), `normalize.channel_levels`), at `diameter` (image px), no refinement.
+        Returns (labels int32 (H,W), instance table)."""
+        return self._segment_once(image, check_diameter(diameter, self.diameter), on_tile, levels)
+
+    def fit_channels(self, image: np.ndarray, channels: Sequence[int] | None = None) -> tuple[np.ndarray, str]:
+        """An image checked, its `channels` picked, converted to the model's channel count and polarity
+        (`colour.to_model_channels`): (array, note of what was done)."""
+        return self._model_channels(image, channels)
+
+    def _segment_once(self, image, diameter, on_tile=None, levels=None) -> tuple[np.ndarray, dict[str, np.ndarray]]:
         """One pass at `diameter` over an image as `_model_channels` returns it: network, decoder (at its
-        scale), outlines, table. on_tile: see `segment`."""
+        scale), outlines, table. on_tile: see `segment`; levels: see `segment_prepared`."""
         decoder = self.package.decoder
-        x, scale = self._network_input(image, diameter)
+        x, scale = self._network_input(image, diameter, levels)
         outputs = self._predict(x, on_tile)
         shape = image.shape[:2]
         maps = self._maps_at_image_size(outputs, shape) if decoder.scale == "image" else outputs
@@ -309,25 +345,31 @@ class Segmenter:
             columns = {k: np.asarray(v)[present - 1] for k, v in columns.items()}
         contrast = self.package.card.postprocess.outline_contrast
         if contrast is not None:
-            labels = refine_outlines_by_contrast(self._intensity(image), labels,
+            labels = refine_outlines_by_contrast(self._intensity(image, levels), labels,
                                                  float(diameter) if diameter else self.diameter, contrast)
         table = instance_table(labels, score)
         table.update(columns)
         return labels, table
 
-    def _normalised(self, image: np.ndarray) -> np.ndarray:
-        """An image as `_model_channels` returns it, normalised as the card says, at its own resolution:
-        float32 (C,H,W)."""
+    def _normalised(self, image: np.ndarray, levels=None) -> np.ndarray:
+        """An image as `_model_channels` returns it, normalised as the card says (with `levels` if given), at
+        its own resolution: float32 (C,H,W)."""
         spec = self.package.card.inputs[0]
-        return normalize(to_channels_first(image, spec.channels), spec.preprocessing)
+        return normalize(to_channels_first(image, spec.channels), spec.preprocessing, levels)
 
-    def _network_input(self, image: np.ndarray, diameter: float | None = None) -> tuple[np.ndarray, float]:
+    def levels(self, image: np.ndarray) -> np.ndarray:
+        """The normalisation levels (float (C,2)) of an image as `fit_channels` returns it (or of a thumbnail
+        of one), for `segment_prepared` on its blocks."""
+        spec = self.package.card.inputs[0]
+        return channel_levels(to_channels_first(image, spec.channels), spec.preprocessing)
+
+    def _network_input(self, image: np.ndarray, diameter: float | None = None, levels=None) -> tuple[np.ndarray, float]:
         """The image (as `_model_channels` returns it) as the network sees it: float32 (C,h,w), normalised
         and rescaled so its cells have the model's diameter; with the scale (network px per image px)."""
         h, w = image.shape[:2]
         scale = self.diameter / float(diameter) if diameter else 1.0
         check_network_size(h, w, scale, float(diameter or self.diameter))
-        x = self._normalised(image)
+        x = self._normalised(image, levels)
         if scale != 1.0:
             size = (max(1, round(w * scale)), max(1, round(h * scale)))
             x = np.stack([cv2.resize(c, size, interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR)
@@ -369,9 +411,9 @@ class Segmenter:
             out[name] = arr
         return out
 
-    def _intensity(self, image: np.ndarray) -> np.ndarray:
+    def _intensity(self, image: np.ndarray, levels=None) -> np.ndarray:
         """The model's first input channel at the image's resolution (the image as `_model_channels`
         returns it), normalised as the network sees it: float32 (H,W)."""
         spec = self.package.card.inputs[0]
         x = to_channels_first(image, spec.channels)[:1]
-        return normalize(x, spec.preprocessing)[0]
+        return normalize(x, spec.preprocessing, None if levels is None else np.asarray(levels)[:1])[0]

@@ -73,15 +73,15 @@ class BatchProgress:
             text += f", ~{format_duration(left / rate)} left"
         return text
 
-    def tile_reporter(self, where: str) -> Callable[[int, int], None]:
-        """A callback for `Segmenter.segment(on_tile=)` that prints '<where>: tiles 12/48' every `seconds`
-        (not on a terminal, where the bar shows the run is alive)."""
+    def tile_reporter(self, where: str, unit: str = "tiles") -> Callable[[int, int], None]:
+        """A callback for `Segmenter.segment(on_tile=)` that prints '<where>: tiles 12/48' (or another `unit`)
+        every `seconds` (not on a terminal, where the bar shows the run is alive)."""
         last = [self.clock()]
 
         def report(done: int, total: int) -> None:
             now = self.clock()
             if self._bar is None and total > 1 and now - last[0] >= self.seconds:
-                self.message(f"{where}: tiles {done}/{total}")
+                self.message(f"{where}: {unit} {done}/{total}")
                 last[0] = now
         return report
 

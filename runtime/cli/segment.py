@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 
 import click
+import numpy as np
 
 from cellpoint.runtime.cli import completion
 from cellpoint.runtime.cli.exits import (DONE, INPUTS_FAILED, OUTPUT_UNWRITABLE, PackageUnusable, OutputUnwritable,
@@ -29,11 +30,12 @@ def expand_inputs(paths: tuple[str, ...]) -> list[Path]:
     """Files, folders (their images, not recursive) and glob patterns → sorted unique image paths.
     A path that matches nothing is returned as is, so that it is reported as an error. Hidden files
     (temporary files among them) and cellpoint's own outputs (<stem>_labels, <stem>_overlay) are left out."""
+    from cellpoint.runtime.lazy_io import is_zarr
     found: list[Path] = []
     for spec in paths:
         matches = [Path(m) for m in sorted(glob.glob(spec))] if glob.has_magic(spec) else [Path(spec)]
         for path in matches:
-            if path.is_dir():
+            if path.is_dir() and not is_zarr(path):
                 found += sorted(p for p in path.iterdir() if p.suffix.lower() in FOLDER_SUFFIXES)
             else:
                 found.append(path)
@@ -41,9 +43,15 @@ def expand_inputs(paths: tuple[str, ...]) -> list[Path]:
     return [p for p in unique if not p.stem.endswith(OUTPUT_MARKERS) and not p.name.startswith(".")]
 
 
+def input_stem(path: Path) -> str:
+    """An input's name without its extension(s): img.tif → img, img.ome.tif and img.ome.zarr → img."""
+    stem = path.stem
+    return stem[:-4] if stem.lower().endswith(".ome") else stem
+
+
 def output_stem(path: Path, label: str) -> str:
     """The name outputs start with: the input's stem, plus `_<label>` for a plane of a stack (e.g. img_z1)."""
-    return f"{path.stem}_{label}" if label else path.stem
+    return f"{input_stem(path)}_{label}" if label else input_stem(path)
 
 
 def output_names(stem: str, overlay: bool) -> list[str]:
@@ -148,10 +156,10 @@ def duplicate_stems(inputs: list[Path]) -> dict[Path, Path]:
     first: dict[str, Path] = {}
     clashes = {}
     for path in inputs:
-        if path.stem in first:
-            clashes[path] = first[path.stem]
+        if input_stem(path) in first:
+            clashes[path] = first[input_stem(path)]
         else:
-            first.setdefault(path.stem, path)
+            first.setdefault(input_stem(path), path)
     return clashes
 
 
@@ -241,6 +249,64 @@ def segment(paths, model, out_dir, diameter, pixel_size, refine_diameter, channe
         sys.exit(code)
 
 
+def is_large(path: Path) -> bool:
+    """Whether an input is read and segmented block by block: a TIFF or OME-Zarr of more than
+    `blockwise.LARGE_PIXELS` pixels (from its header, before reading)."""
+    from cellpoint.runtime.blockwise import LARGE_PIXELS
+    from cellpoint.runtime.lazy_io import declared_shape, is_zarr
+    shape = declared_shape(path)
+    if shape is None:
+        return is_zarr(path)
+    plane = sorted(shape, reverse=True)[:2]  # the two longest axes are the plane's
+    return int(plane[0]) * int(plane[-1]) > LARGE_PIXELS or is_zarr(path)
+
+
+class _Guarded:
+    """A label store whose write errors stop the run (exit 4) rather than fail the image."""
+
+    def __init__(self, store):
+        self.store, self.shape = store, store.shape
+
+    def __getitem__(self, key):
+        return self.store[key]
+
+    def __setitem__(self, key, value):
+        try:
+            self.store[key] = value
+        except OSError as error:
+            raise OutputUnwritable(f"cannot write the label store {describe_os_error(error)}") from None
+
+
+class _StreamedTable:
+    """An instance table CSV written block by block to a temporary file, renamed into place on success."""
+
+    def __init__(self, path: Path):
+        from cellpoint.runtime.image_io import atomic_write
+        self._context = atomic_write(path)
+        self._columns: list[str] | None = None
+
+    def __enter__(self):
+        self._file = open(self._context.__enter__(), "w")
+        return self
+
+    def write(self, rows: dict) -> None:
+        try:
+            if self._columns is None:
+                self._columns = list(rows)
+                self._file.write(",".join(self._columns) + "\n")
+            for row in zip(*(rows[c] for c in self._columns)):
+                self._file.write(",".join(f"{v:.6g}" if isinstance(v, float) else str(v)
+                                          for v in (np.asarray(x).item() for x in row)) + "\n")
+        except OSError as error:
+            raise OutputUnwritable(f"cannot write {describe_os_error(error)}") from None
+
+    def __exit__(self, *exc):
+        if self._columns is None and exc[0] is None:  # no cell at all: a header still
+            self._file.write("id,area,centroid_y,centroid_x,bbox_y0,bbox_x0,bbox_y1,bbox_x1,score\n")
+        self._file.close()
+        return self._context.__exit__(*exc)
+
+
 class _Run:
     """One batch: inputs → outputs in `out`, counted in `report`. Not part of the API."""
 
@@ -272,11 +338,11 @@ class _Run:
             self.segment_input(path)
             return
         if not self.planes and not self.overwrite and completion.is_done(
-                self.out, path.stem, output_names(path.stem, self.overlay)):
+                self.out, input_stem(path), output_names(input_stem(path), self.overlay and not is_large(path))):
             self.skip(path, "done")
             return
         try:
-            with completion.claim(self.out, path.stem) as mine:
+            with completion.claim(self.out, input_stem(path)) as mine:
                 if not mine:
                     self.skip(path, "another run is segmenting it")
                     return
@@ -287,6 +353,10 @@ class _Run:
     def segment_input(self, path: Path) -> None:
         from cellpoint.runtime.errors import CellpointError
         from cellpoint.runtime.image_io import read_image, read_planes
+        if not self.planes and is_large(path):
+            ok = self.segment_large(path)
+            self.progress.image_finished(failed=not ok)
+            return
         try:
             images = (read_planes(path, channels=self.channels) if self.planes
                       else [("", read_image(path, channels=self.channels))])
@@ -341,6 +411,51 @@ class _Run:
                                       "cells": row["cells"], "diameter_px": row["diameter_px"],
                                       "diameter_source": row["diameter_source"],
                                       "seconds": round(time.monotonic() - begun, 3)})
+        return True
+
+    def segment_large(self, path: Path) -> bool:
+        """Segment an image too large to hold (`is_large`) block by block from its file into a tiled
+        label TIFF and a streamed table (no overlay, no COCO results); False when it failed (reported)."""
+        from cellpoint.runtime.blockwise import segment_blockwise
+        from cellpoint.runtime.image_io import read_pixel_size
+        from cellpoint.runtime.lazy_io import label_store, open_lazily, remove_store, write_tiled_labels
+        stem = input_stem(path)
+        names = output_names(stem, False)
+        where, begun = str(path), time.monotonic()
+        if self.overlay or self.coco:
+            self.progress.message(f"{path}: too large for an overlay or COCO results; writing labels and table only")
+        work = self.out / completion.STATE_DIR / "work" / f"{stem}.labels.zarr"
+        try:
+            completion.forget(self.out, stem)
+            completion.remove_stale_temps(self.out, names)
+            with open_lazily(path) as lazy, _StreamedTable(self.out / names[1]) as table:
+                store = _Guarded(label_store(work, lazy.array.shape[:2]))
+                result = segment_blockwise(self.segmenter, lazy.array, store, diameter=self.diameter,
+                                           pixel_size=self.pixel_size or read_pixel_size(path),
+                                           channels=self.channels, on_block=self.progress.tile_reporter(where, "blocks"),
+                                           on_rows=table.write)
+                write_tiled_labels(self.out / names[0], store.store, result.cells)
+            row = {"image": str(path), "plane": "", "cells": result.cells, "diameter_px": round(result.diameter, 2),
+                   "diameter_source": result.diameter_source, "conversion": result.conversion}
+            completion.mark_done(self.out, stem, names, row)
+        except OutputUnwritable:
+            raise
+        except OSError as error:
+            raise OutputUnwritable(f"cannot write {describe_os_error(error)}") from None
+        except MemoryError:
+            self.fail(where, "out of memory (try a smaller --tile)", count=False)
+            return False
+        except Exception as error:  # noqa: BLE001 - one image's failure must not stop the batch
+            self.fail(where, _reason(path, error), count=False)
+            return False
+        finally:
+            remove_store(work)
+        self.progress.message(f"{where}: {result.cells} cells, diameter {result.diameter:.1f} px "
+                              f"({result.diameter_source}); {result.blocks} blocks")
+        self.report["counts"]["segmented"] += 1
+        self.report["images"].append({"input": str(path), "plane": "", "outputs": names, "cells": result.cells,
+                                      "diameter_px": row["diameter_px"], "diameter_source": result.diameter_source,
+                                      "blocks": result.blocks, "seconds": round(time.monotonic() - begun, 3)})
         return True
 
     def write_outputs(self, stem: str, names: list[str], image, labels, table, row: dict) -> None:
