@@ -25,7 +25,7 @@ from cellpoint.runtime.labels import instance_table, median_diameter, relabel_se
 from cellpoint.runtime.normalize import channel_levels, normalize, to_channels_first
 from cellpoint.runtime.outlines import refine_outlines_by_contrast
 from cellpoint.runtime.package import ModelPackage, load_package
-from cellpoint.runtime.providers import choose_precision, choose_providers
+from cellpoint.runtime.providers import check_session_device, choose_precision, choose_providers
 from cellpoint.runtime.scale import estimate_diameter
 from cellpoint.runtime.tiling import predict_tiled
 
@@ -82,8 +82,9 @@ class Segmenter:
     ----------
     model : str or Path, optional
         A bundled package name (see `cellpoint models`) or a package folder; None = the default model.
-    device : {"auto", "cpu", "cuda"}
-        "auto" uses CUDA when this onnxruntime build has it, else the CPU.
+    device : {"auto", "cpu", "cuda", "cuda:N", "tensorrt", "tensorrt:N"}
+        "auto" uses CUDA when this onnxruntime build has it, else the CPU; "cuda:N" / "tensorrt:N" run on
+        GPU N (`providers.choose_providers`) and fail with DeviceError rather than fall back to the CPU.
     tile : int
         Largest side (px, at the network's scale) run in one piece; larger images run in overlapping
         tiles, which bounds the network's memory. At least `limits.min_tile` of the card's tiling.
@@ -117,8 +118,11 @@ class Segmenter:
         providers = choose_providers(device)
         #: the main graph's precision in use ("fp32", "int8" or "fp16"; see the `precision` argument)
         self.precision: str = choose_precision(precision, self.package.precisions, providers)
+        if self.precision == "fp16" and device.startswith("tensorrt"):
+            providers = choose_providers(device, fp16=True)
         self._session: ort.InferenceSession | None = ort.InferenceSession(
             str(self.package.main_graph_path(self.precision)), options, providers=providers)
+        check_session_device(self._session, device)
         roles = list(self.package.decoder.graphs)
         if self.package.card.scale is not None:
             roles.append(self.package.card.scale.graph)

@@ -49,7 +49,8 @@ def describe_model(segmenter) -> dict:
     card = segmenter.package.card
     return {"name": segmenter.name, "created": card.created,
             "folder": str(segmenter.package.path), "sha256": card.weights.sha256,
-            "decoder": card.decoder.name, "diameter_px": segmenter.diameter}
+            "decoder": card.decoder.name, "diameter_px": segmenter.diameter,
+            "precision": getattr(segmenter, "precision", "fp32")}
 
 
 class ReportWriter:

@@ -103,6 +103,17 @@ def _channel_list(ctx, param, value):
         raise click.BadParameter(f"{value!r}: {reason} (e.g. 0 or 1,0)") from None
 
 
+def _device(ctx, param, value):
+    """click callback: a valid device string (`providers.parse_device`)."""
+    from cellpoint.runtime.errors import OptionError
+    from cellpoint.runtime.providers import parse_device
+    try:
+        parse_device(value)
+    except OptionError as error:
+        raise click.BadParameter(str(error)) from None
+    return value
+
+
 def _check_against_model(segmenter, diameter, pixel_size) -> None:
     """Options whose range depends on the model: BadParameter naming the option."""
     from cellpoint.runtime.errors import OptionError
@@ -134,17 +145,19 @@ def prepare_output(out: Path) -> None:
         raise OutputUnwritable(f"cannot write to the output folder {out}: {error.strerror or error}") from None
 
 
-def load_segmenter(model, device, tile):
+def load_segmenter(model, device, tile, precision="auto"):
     """The Segmenter, or PackageUnusable (exit 3) / a usage error (exit 2) naming the reason."""
     from cellpoint.runtime.errors import DeviceError, OptionError, PackageError
     from cellpoint.runtime.segmenter import Segmenter
     try:
-        return Segmenter(model, device=device, tile=tile)
+        return Segmenter(model, device=device, tile=tile, precision=precision)
     except OptionError as error:
         raise click.BadParameter(str(error), param_hint="'--tile'") from None
     except DeviceError as error:
         raise click.BadParameter(str(error), param_hint="'--device'") from None
     except PackageError as error:
+        if "variant of its main graph" in str(error):  # asked for a precision it does not ship
+            raise click.BadParameter(str(error), param_hint="'--precision'") from None
         raise PackageUnusable(str(error)) from None
     except Exception as error:  # onnxruntime refusing a graph that passed the checksums
         raise PackageUnusable(f"{model or 'the default model'}: cannot be loaded: {type(error).__name__}: "
@@ -187,13 +200,18 @@ def duplicate_stems(inputs: list[Path]) -> dict[Path, Path]:
 @click.option("--coco", "coco_path", type=click.Path(dir_okay=False), default=None,
               help="Also write all instances as COCO results JSON (RLE masks, scores); segments every input.")
 @click.option("--overlay", is_flag=True, help="Also write <stem>_overlay.png with outlines on the image.")
-@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
+@click.option("--device", default="auto", show_default=True, callback=_device,
+              help="auto (CUDA when present, else CPU), cpu, cuda[:N] or tensorrt[:N] (GPU N); a GPU that cannot "
+              "start is an error, not a silent fallback to the CPU.")
+@click.option("--precision", type=click.Choice(["auto", "fp32", "int8", "fp16"]), default="auto", show_default=True,
+              help="The network's precision: a variant the package ships (`cellpoint models`); auto: int8 on the CPU "
+              "and fp16 on a GPU when shipped, else fp32.")
 @click.option("--tile", type=int, default=768, show_default=True,
               help="Tile size (px, at the network scale): larger images run in overlapping tiles; at least twice "
               "the model's tile overlap.")
 @click.option("--overwrite", is_flag=True, help="Redo inputs whose outputs already exist.")
 def segment(paths, model, out_dir, diameter, pixel_size, refine_diameter, channels, planes, coco_path, overlay,
-            device, tile, overwrite):
+            device, precision, tile, overwrite):
     """Segment images (files, folders, globs) into OUT/<stem>_labels.tif and <stem>_instances.csv (with
     --planes, each plane of a stack into OUT/<stem>_<plane>_labels.tif ...), with OUT/cellpoint_images.csv
     (one row per image) and OUT/cellpoint_run.json (the run's report).
@@ -206,12 +224,13 @@ def segment(paths, model, out_dir, diameter, pixel_size, refine_diameter, channe
     if not inputs:
         raise click.UsageError("no input images found in " + ", ".join(paths))
     started = time.monotonic()
-    segmenter = load_segmenter(model, device, tile)
+    segmenter = load_segmenter(model, device, tile, precision)
     _check_against_model(segmenter, diameter, pixel_size)
     out = Path(out_dir)
     prepare_output(out)
     options = {"model": model, "diameter": diameter, "pixel_size": pixel_size, "refine_diameter": refine_diameter,
                "channels": channels, "planes": planes, "coco": coco_path, "overlay": overlay, "device": device,
+               "precision": precision,
                "tile": tile, "overwrite": overwrite}
     report = new_report(inputs, options)
     report["model"], report["provider"] = describe_model(segmenter), segmenter.provider
