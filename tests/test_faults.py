@@ -256,3 +256,16 @@ def test_two_runs_on_one_folder_segment_each_image_once(images, reference, tmp_p
     assert segmented == 9, results
     assert_same_outputs(out, reference)
     assert len((out / "cellpoint_images.csv").read_text().splitlines()) == 1 + 9
+
+
+def test_workers_give_the_outputs_of_a_sequential_run(images, reference, tmp_path):
+    folder = copy_images(images, tmp_path / "in", copies=3)
+    out = tmp_path / "out"
+    result = run(["segment", folder, "--out", out, "--workers", "3"])
+    assert result.returncode == 0 and "segmented 9," in result.stdout, result.stderr
+    assert_same_outputs(out, reference)
+    for stem in GOOD:
+        for k in (1, 2):
+            assert np.array_equal(outputs_of(out, f"{stem}{k}")[0], outputs_of(reference, stem)[0])
+    report = json.loads((out / "cellpoint_run.json").read_text())
+    assert report["counts"]["segmented"] == 9 and report["options"]["workers"] == 3

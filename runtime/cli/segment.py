@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import glob
 import json
+import threading
 import math
 import sys
 import time
@@ -210,8 +211,11 @@ def duplicate_stems(inputs: list[Path]) -> dict[Path, Path]:
               help="Tile size (px, at the network scale): larger images run in overlapping tiles; at least twice "
               "the model's tile overlap.")
 @click.option("--overwrite", is_flag=True, help="Redo inputs whose outputs already exist.")
+@click.option("--workers", type=click.IntRange(min=1, max=64), default=1, show_default=True,
+              help="Images in progress at once (threads sharing the model): reading, decoding and writing of one "
+              "overlap the network of another. Results are the same as with 1.")
 def segment(paths, model, out_dir, diameter, pixel_size, refine_diameter, channels, planes, coco_path, overlay,
-            device, precision, tile, overwrite):
+            device, precision, tile, overwrite, workers):
     """Segment images (files, folders, globs) into OUT/<stem>_labels.tif and <stem>_instances.csv (with
     --planes, each plane of a stack into OUT/<stem>_<plane>_labels.tif ...), with OUT/cellpoint_images.csv
     (one row per image) and OUT/cellpoint_run.json (the run's report).
@@ -230,7 +234,7 @@ def segment(paths, model, out_dir, diameter, pixel_size, refine_diameter, channe
     prepare_output(out)
     options = {"model": model, "diameter": diameter, "pixel_size": pixel_size, "refine_diameter": refine_diameter,
                "channels": channels, "planes": planes, "coco": coco_path, "overlay": overlay, "device": device,
-               "precision": precision,
+               "precision": precision, "workers": workers,
                "tile": tile, "overwrite": overwrite}
     report = new_report(inputs, options)
     report["model"], report["provider"] = describe_model(segmenter), segmenter.provider
@@ -238,7 +242,7 @@ def segment(paths, model, out_dir, diameter, pixel_size, refine_diameter, channe
     writer = ReportWriter(out / REPORT_FILE)
     run = _Run(segmenter, out, report, writer, diameter=diameter, pixel_size=pixel_size,
                refine_diameter=refine_diameter, channels=channels, planes=planes, overlay=overlay,
-               overwrite=overwrite, coco=coco_path is not None)
+               overwrite=overwrite, coco=coco_path is not None, workers=workers)
     click.echo(f"model {segmenter.name} on {segmenter.provider}; {len(inputs)} image(s) → {out}", err=True)
     try:
         writer.write(report)
@@ -330,25 +334,52 @@ class _Run:
     """One batch: inputs → outputs in `out`, counted in `report`. Not part of the API."""
 
     def __init__(self, segmenter, out: Path, report: dict, writer, *, diameter, pixel_size, refine_diameter,
-                 channels, planes, overlay, overwrite, coco):
+                 channels, planes, overlay, overwrite, coco, workers=1):
         from cellpoint.runtime.cli.progress import BatchProgress
         self.segmenter, self.out, self.report, self.writer = segmenter, out, report, writer
         self.diameter, self.pixel_size, self.refine_diameter = diameter, pixel_size, refine_diameter
         self.channels, self.planes, self.overlay, self.overwrite, self.coco = channels, planes, overlay, overwrite, coco
         self.progress = BatchProgress(len(report["inputs"]))
+        self.workers = 1 if coco else max(1, workers)  # COCO ids follow the input order
+        self._lock = threading.RLock()  # the report, counts and progress, shared by the workers
         self.coco_results: list[dict] = []
         self.image_id = 0  # COCO image ids: input order, one per plane of a stack; a failed read uses one
 
     def all(self, inputs: list[Path]) -> None:
+        """Every input, one after the other, or `workers` at a time (threads: reading, decoding and writing of
+        one image overlap the network of another; at most twice `workers` images are in flight)."""
+        from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
         completion.remove_stale_shared_temps(self.out, [IMAGES_TABLE, "cellpoint_run.json"])
         clashes = duplicate_stems(inputs)
-        for path in inputs:
-            if path in clashes:
-                self.fail(str(path), f"has the same name as {clashes[path]} (their outputs would overwrite each "
-                                     "other); rename one")
-                self.image_id += 1
-                continue
-            self.one(path)
+        if self.workers <= 1:
+            for path in inputs:
+                self.input(path, clashes)
+            return
+        pending: set = set()
+        with ThreadPoolExecutor(self.workers) as pool:
+            try:
+                for path in inputs:
+                    while len(pending) >= 2 * self.workers:
+                        done, pending = wait(pending, return_when=FIRST_COMPLETED)
+                        for future in done:
+                            future.result()
+                    pending.add(pool.submit(self.input, path, clashes))
+                for future in pending:
+                    future.result()
+            except BaseException:
+                for future in pending:
+                    future.cancel()
+                raise
+
+    def input(self, path: Path, clashes: dict) -> None:
+        """One input, then the report and images table if they are due."""
+        if path in clashes:
+            self.fail(str(path), f"has the same name as {clashes[path]} (their outputs would overwrite each "
+                                 "other); rename one")
+            self.image_id += 1
+            return
+        self.one(path)
+        with self._lock:
             self.writer.maybe_write(self.report) and self.write_images_table()
 
     def one(self, path: Path) -> None:
@@ -374,7 +405,8 @@ class _Run:
         from cellpoint.runtime.image_io import read_image, read_planes
         if not self.planes and is_large(path):
             ok = self.segment_large(path)
-            self.progress.image_finished(failed=not ok)
+            with self._lock:
+                self.progress.image_finished(failed=not ok)
             return
         try:
             images = (read_planes(path, channels=self.channels) if self.planes
@@ -395,10 +427,11 @@ class _Run:
                 segmented += 1
             else:
                 failed += 1
-        self.progress.image_finished(failed=bool(failed), skipped=not segmented and not failed)
-        if skipped:  # planes whose outputs exist
-            self.report["counts"]["skipped"] += skipped
-            self.report["skipped"].append({"input": str(path), "reason": "done", "planes": skipped})
+        with self._lock:
+            self.progress.image_finished(failed=bool(failed), skipped=not segmented and not failed)
+            if skipped:  # planes whose outputs exist
+                self.report["counts"]["skipped"] += skipped
+                self.report["skipped"].append({"input": str(path), "reason": "done", "planes": skipped})
 
     def segment_plane(self, path: Path, label: str, image, stem: str, names: list[str]) -> bool:
         """Segment one image or plane and write its outputs; False when it failed (reported)."""
@@ -425,11 +458,12 @@ class _Run:
         self.write_outputs(stem, names, image, labels, table, row)
         if self.coco:
             self.collect_coco(path, label, labels, table)
-        self.report["counts"]["segmented"] += 1
-        self.report["images"].append({"input": str(path), "plane": label, "outputs": names,
-                                      "cells": row["cells"], "diameter_px": row["diameter_px"],
-                                      "diameter_source": row["diameter_source"],
-                                      "seconds": round(time.monotonic() - begun, 3)})
+        with self._lock:
+            self.report["counts"]["segmented"] += 1
+            self.report["images"].append({"input": str(path), "plane": label, "outputs": names,
+                                          "cells": row["cells"], "diameter_px": row["diameter_px"],
+                                          "diameter_source": row["diameter_source"],
+                                          "seconds": round(time.monotonic() - begun, 3)})
         return True
 
     def segment_large(self, path: Path) -> bool:
@@ -471,10 +505,12 @@ class _Run:
             remove_store(work)
         self.progress.message(f"{where}: {result.cells} cells, diameter {result.diameter:.1f} px "
                               f"({result.diameter_source}); {result.blocks} blocks")
-        self.report["counts"]["segmented"] += 1
-        self.report["images"].append({"input": str(path), "plane": "", "outputs": names, "cells": result.cells,
-                                      "diameter_px": row["diameter_px"], "diameter_source": result.diameter_source,
-                                      "blocks": result.blocks, "seconds": round(time.monotonic() - begun, 3)})
+        with self._lock:
+            self.report["counts"]["segmented"] += 1
+            self.report["images"].append({"input": str(path), "plane": "", "outputs": names,
+                                          "cells": result.cells, "diameter_px": row["diameter_px"],
+                                          "diameter_source": result.diameter_source, "blocks": result.blocks,
+                                          "seconds": round(time.monotonic() - begun, 3)})
         return True
 
     def write_outputs(self, stem: str, names: list[str], image, labels, table, row: dict) -> None:
@@ -504,6 +540,10 @@ class _Run:
             self.coco_results.append(coco)
 
     def skip(self, path: Path, reason: str) -> None:
+        with self._lock:
+            self._skip(path, reason)
+
+    def _skip(self, path: Path, reason: str) -> None:
         self.report["counts"]["skipped"] += 1
         self.report["skipped"].append({"input": str(path), "reason": reason})
         if reason != "done":
@@ -513,6 +553,10 @@ class _Run:
     def fail(self, where: str, reason: str, count: bool = True) -> None:
         """Report a failed input (or plane): one line, the report's failures; `count`: also count the input
         as finished in the progress (False for a plane, counted with its input)."""
+        with self._lock:
+            self._fail(where, reason, count)
+
+    def _fail(self, where: str, reason: str, count: bool) -> None:
         self.progress.message(f"error: {where}: {reason}")
         self.report["counts"]["failed"] += 1
         self.report["failures"].append({"input": where, "reason": reason})
