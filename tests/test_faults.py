@@ -269,3 +269,16 @@ def test_workers_give_the_outputs_of_a_sequential_run(images, reference, tmp_pat
             assert np.array_equal(outputs_of(out, f"{stem}{k}")[0], outputs_of(reference, stem)[0])
     report = json.loads((out / "cellpoint_run.json").read_text())
     assert report["counts"]["segmented"] == 9 and report["options"]["workers"] == 3
+
+
+def test_a_dask_local_cluster_gives_the_outputs_of_a_local_run(images, reference, tmp_path):
+    pytest.importorskip("distributed", reason="Dask's distributed is not installed (pip install 'cellpoint[dask]')")
+    out = tmp_path / "out"
+    result = run(["segment", images, "--out", out, "--dask", "local:2"], timeout=180)
+    assert result.returncode == 0 and "Traceback" not in result.stderr, result.stderr[-3000:]
+    assert "segmented 3," in result.stdout
+    assert_same_outputs(out, reference)
+    report = json.loads((out / "cellpoint_run.json").read_text())
+    assert report["counts"]["segmented"] == 3 and report["options"]["dask"] == "local:2"
+    again = run(["segment", images, "--out", out, "--dask", "local:2"], timeout=180)
+    assert again.returncode == 0 and "skipped 3" in again.stdout, again.stderr[-3000:]

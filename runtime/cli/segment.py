@@ -211,11 +211,15 @@ def duplicate_stems(inputs: list[Path]) -> dict[Path, Path]:
               help="Tile size (px, at the network scale): larger images run in overlapping tiles; at least twice "
               "the model's tile overlap.")
 @click.option("--overwrite", is_flag=True, help="Redo inputs whose outputs already exist.")
+@click.option("--dask", "dask_address", default=None, metavar="ADDRESS|local:N",
+              help="Spread the images over a Dask cluster (a scheduler address, or local:N for N local worker "
+              "processes); each worker loads the model once; OUT must be writable by every worker. Needs "
+              "pip install 'cellpoint[dask]'.")
 @click.option("--workers", type=click.IntRange(min=1, max=64), default=1, show_default=True,
               help="Images in progress at once (threads sharing the model): reading, decoding and writing of one "
               "overlap the network of another. Results are the same as with 1.")
 def segment(paths, model, out_dir, diameter, pixel_size, refine_diameter, channels, planes, coco_path, overlay,
-            device, precision, tile, overwrite, workers):
+            device, precision, tile, overwrite, dask_address, workers):
     """Segment images (files, folders, globs) into OUT/<stem>_labels.tif and <stem>_instances.csv (with
     --planes, each plane of a stack into OUT/<stem>_<plane>_labels.tif ...), with OUT/cellpoint_images.csv
     (one row per image) and OUT/cellpoint_run.json (the run's report).
@@ -224,6 +228,11 @@ def segment(paths, model, out_dir, diameter, pixel_size, refine_diameter, channe
     is unusable; 4 the output cannot be written (the run stops; finished images are kept)."""
     from cellpoint.runtime.cli.report import REPORT_FILE, ReportWriter, describe_model, new_report
 
+    if dask_address is not None and coco_path is not None:
+        raise click.UsageError("--coco and --dask cannot be used together (COCO results are collected by one process)")
+    if dask_address is not None and dask_address.startswith("local:") and not dask_address[6:].isdigit():
+        raise click.BadParameter(f"{dask_address!r}: expected local:N (N worker processes) or an address",
+                                 param_hint="'--dask'")
     inputs = expand_inputs(paths)
     if not inputs:
         raise click.UsageError("no input images found in " + ", ".join(paths))
@@ -234,7 +243,7 @@ def segment(paths, model, out_dir, diameter, pixel_size, refine_diameter, channe
     prepare_output(out)
     options = {"model": model, "diameter": diameter, "pixel_size": pixel_size, "refine_diameter": refine_diameter,
                "channels": channels, "planes": planes, "coco": coco_path, "overlay": overlay, "device": device,
-               "precision": precision, "workers": workers,
+               "precision": precision, "workers": workers, "dask": dask_address,
                "tile": tile, "overwrite": overwrite}
     report = new_report(inputs, options)
     report["model"], report["provider"] = describe_model(segmenter), segmenter.provider
@@ -246,7 +255,11 @@ def segment(paths, model, out_dir, diameter, pixel_size, refine_diameter, channe
     click.echo(f"model {segmenter.name} on {segmenter.provider}; {len(inputs)} image(s) → {out}", err=True)
     try:
         writer.write(report)
-        run.all(inputs)
+        if dask_address is None:
+            run.all(inputs)
+        else:
+            run.on_dask(dask_address, inputs, {"model": str(segmenter.package.path), "device": device, "tile": tile,
+                                               "precision": precision})
     except OutputUnwritable as error:
         run.finish("output unwritable", OUTPUT_UNWRITABLE, quiet=True)
         raise error
@@ -370,6 +383,31 @@ class _Run:
                 for future in pending:
                     future.cancel()
                 raise
+
+    def on_dask(self, address: str, inputs: list[Path], model_settings: dict) -> None:
+        """Every input as a task of a Dask cluster (`dask_batch`), merged into this run's report."""
+        from cellpoint.runtime.cli.dask_batch import run_on_dask
+        completion.remove_stale_shared_temps(self.out, [IMAGES_TABLE, "cellpoint_run.json"])
+        clashes = duplicate_stems(inputs)
+        for path in clashes:
+            self.fail(str(path), f"has the same name as {clashes[path]} (their outputs would overwrite each "
+                                 "other); rename one")
+        run_settings = {"diameter": self.diameter, "pixel_size": self.pixel_size,
+                        "refine_diameter": self.refine_diameter, "channels": self.channels, "planes": self.planes,
+                        "overlay": self.overlay, "overwrite": self.overwrite}
+
+        def merge(path: Path, part: dict) -> None:
+            with self._lock:
+                for line in part["lines"]:
+                    self.progress.message(line)
+                for key in ("segmented", "skipped", "failed"):
+                    self.report["counts"][key] += part["counts"][key]
+                for key in ("images", "skipped", "failures"):
+                    self.report[key] += part[key]
+                self.progress.image_finished(failed=bool(part["counts"]["failed"]),
+                                             skipped=bool(part["counts"]["skipped"]))
+                self.writer.maybe_write(self.report) and self.write_images_table()
+        run_on_dask(address, [p for p in inputs if p not in clashes], self.out, model_settings, run_settings, merge)
 
     def input(self, path: Path, clashes: dict) -> None:
         """One input, then the report and images table if they are due."""

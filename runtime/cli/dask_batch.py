@@ -1,0 +1,68 @@
+"""`cellpoint segment --dask ADDRESS|local:N`: a batch spread over the workers of a Dask cluster.
+
+Each input is one task. A worker loads the model package once (kept per worker process) and segments the
+input exactly as a local run does — the same claims, outputs and completion records in the shared output
+folder — and sends back its part of the run report; the client merges them and writes the report. The
+output folder must be one every worker can write (a shared file system on a cluster). Needs the `dask`
+extra: pip install "cellpoint[dask]"."""
+from __future__ import annotations
+
+import io
+from collections.abc import Callable
+from pathlib import Path
+
+_SEGMENTERS: dict = {}
+"""Loaded models of this worker process, by (model, device, tile, precision)."""
+
+
+def _segmenter(model, device: str, tile: int, precision: str):
+    from cellpoint.runtime.segmenter import Segmenter
+    key = (str(model), device, tile, precision)
+    if key not in _SEGMENTERS:
+        _SEGMENTERS[key] = Segmenter(model, device=device, tile=tile, precision=precision, threads=1)
+    return _SEGMENTERS[key]
+
+
+def segment_on_worker(path: str, out: str, model_settings: dict, run_settings: dict) -> dict:
+    """Segment one input on a worker (a top-level function, so Dask can ship it). Returns its report part:
+    counts, images, skipped, failures, and the lines a local run would have printed."""
+    from cellpoint.runtime.cli.progress import BatchProgress
+    from cellpoint.runtime.cli.report import new_report
+    from cellpoint.runtime.cli.segment import _Run
+    segmenter = _segmenter(**model_settings)
+    report = new_report([Path(path)], {})
+    run = _Run(segmenter, Path(out), report, None, coco=False, workers=1, **run_settings)
+    lines = io.StringIO()
+    run.progress = BatchProgress(1, stream=lines, terminal=False)
+    run.one(Path(path))
+    return {"counts": report["counts"], "images": report["images"], "skipped": report["skipped"],
+            "failures": report["failures"],
+            "lines": [line for line in lines.getvalue().splitlines() if not line.startswith("progress:")]}
+
+
+def run_on_dask(address: str, inputs: list[Path], out: Path, model_settings: dict, run_settings: dict,
+                on_result: Callable[[Path, dict], None]) -> None:
+    """Submit every input to the cluster at `address` ("local:N" starts a LocalCluster of N worker
+    processes of one thread each) and call on_result(input, report part) as each finishes. A task's
+    exception (e.g. the output cannot be written) is raised here."""
+    try:
+        from distributed import Client, LocalCluster, as_completed
+    except ImportError:
+        import click
+        raise click.UsageError("--dask needs Dask: pip install 'cellpoint[dask]'") from None
+    cluster = None
+    if address.startswith("local:"):
+        cluster = LocalCluster(n_workers=int(address.split(":", 1)[1]), threads_per_worker=1, processes=True,
+                               dashboard_address=None)
+        client = Client(cluster)
+    else:
+        client = Client(address)
+    try:
+        futures = {client.submit(segment_on_worker, str(path), str(out), model_settings, run_settings,
+                                 pure=False): path for path in inputs}
+        for future in as_completed(futures):
+            on_result(futures[future], future.result())
+    finally:
+        client.close()
+        if cluster is not None:
+            cluster.close()
