@@ -189,6 +189,7 @@ def main() -> None:
     parser.add_argument("--out", default=str(RESULTS))
     args = parser.parse_args()
     work = Path(args.work or tempfile.mkdtemp(prefix="cellpoint-scale-"))
+    work.mkdir(parents=True, exist_ok=True)
     command = "python benchmarks/scale.py " + " ".join(shlex.quote(a) for a in sys.argv[1:])
     for section in args.sections.split(","):
         if section == "large":
