@@ -103,7 +103,7 @@ def _common_options() -> list[click.Option]:
                      help="percentile_robust: percentiles that hot pixels and saturated areas do not pull, clipped."),
         click.Option(["--val-every"], type=click.IntRange(min=0), default=0, show_default=True,
                      help="Score the network on the data sets' val splits every N steps and keep the best "
-                     "(objectness; 0: keep the last)."),
+                     "(objectness, point2mask; 0: keep the last)."),
         click.Option(["--seed"], default=0, show_default=True),
         click.Option(["--workers"], default=min(2, os.cpu_count() or 1), show_default=True),
     ]

@@ -36,14 +36,23 @@ OPTIONS = (
 
 
 def configure(request: TrainRequest) -> Point2MaskConfig:
-    """The training config; UsageError when the user's folder lacks the labels the supervision needs.
-    Without --mask-convs, a run from --init-from takes the starting checkpoint's mask head depth."""
-    options = request.options
+    """The training config, with the request's recipe (scale range, intensity jitter, balance, polarity,
+    normalisation, val selection; `spec.Recipe`). UsageError when the user's folder lacks the labels the
+    supervision needs, for a scale range that is not 0 < LOW <= HIGH, and for --val-every without a shared
+    data set (whose val split it scores). Without --mask-convs, a run from --init-from takes the starting
+    checkpoint's mask head depth."""
+    options, recipe = request.options, request.recipe
     if request.images_dir and request.supervision == "weak" and not request.points_dir:
         raise click.UsageError("point2mask --supervision weak with --images needs --points (a folder of "
                                "<stem>_boxpoints.json, as `cellpoint labels --kind box-points` writes)")
     if request.images_dir and request.supervision == "full" and not request.masks_dir:
         raise click.UsageError("point2mask --supervision full with --images needs --masks")
+    if recipe.scale_range is not None and not 0 < recipe.scale_range[0] <= recipe.scale_range[1]:
+        raise click.UsageError(f"--scale-range {recipe.scale_range[0]:g} {recipe.scale_range[1]:g}: "
+                               "needs 0 < LOW <= HIGH (e.g. 0.5 2)")
+    if recipe.val_every and not request.datasets:
+        raise click.UsageError("point2mask --val-every scores the network on the val splits of the --dataset "
+                               "sets; give at least one --dataset (a folder of --images has no val split)")
     init_from, mask_convs = options.get("init_from"), options.get("mask_convs")
     if init_from and mask_convs is None:  # the network of the checkpoint training starts from
         from cellpoint.training.checkpoint import load_checkpoint
@@ -54,7 +63,10 @@ def configure(request: TrainRequest) -> Point2MaskConfig:
                            batch=request.batch or Point2MaskConfig.batch, lr=request.lr or Point2MaskConfig.lr,
                            seed=request.seed, diameter=request.diameter or Point2MaskConfig.diameter,
                            init_from=str(init_from) if init_from else "",
-                           mask_convs=mask_convs or Point2MaskConfig.mask_convs)
+                           mask_convs=mask_convs or Point2MaskConfig.mask_convs,
+                           scale_range=tuple(recipe.scale_range or Point2MaskConfig.scale_range),
+                           intensity=recipe.intensity, balance=recipe.balance, polarity=recipe.polarity,
+                           normalization=recipe.normalization, val_every=recipe.val_every)
     if options.get("point_grad") is not None:
         cfg.loss = replace(cfg.loss, feature_grad=options["point_grad"])
     return cfg
@@ -62,14 +74,21 @@ def configure(request: TrainRequest) -> Point2MaskConfig:
 
 def jobs(request: TrainRequest, cfg: Point2MaskConfig) -> list:
     """("shared", sample, cfg, seed, stem, --cell-diameter) per train image of the data sets (stem as
-    `cellpoint labels` names its files) and ("user", (image, boxpoints file, mask file), cfg, seed, stem,
-    --cell-diameter) per user image with its `<stem>_boxpoints.json` (weak) or label image (full)."""
+    `cellpoint labels` names its files), with cfg.val_every ("val", sample, cfg, seed, stem, None) per val
+    image of the data sets, and ("user", (image, boxpoints file, mask file), cfg, seed, stem,
+    --cell-diameter) per user image with its `<stem>_boxpoints.json` (weak) or label image (full).
+    UsageError when --val-every finds no val image."""
     from cellpoint.training.sources import unique_stems
     out = []
     for spec in request.datasets:
         samples = [s for _, _, s in sources.shared_samples([spec])]
         stems = unique_stems([s.file_name for s in samples])
         out += [("shared", s, cfg, request.seed, stem, request.cell_diameter) for s, stem in zip(samples, stems)]
+    if cfg.val_every:
+        val = [("val", s, cfg, request.seed, "", None) for _, _, s in sources.shared_samples(request.datasets, "val")]
+        if not val:
+            raise click.UsageError(f"--val-every: the data sets {', '.join(request.datasets)} have no val images")
+        out += val
     if request.images_dir:
         for image in sources.user_images(request.images_dir):
             if cfg.mode == "full":
@@ -88,23 +107,33 @@ def jobs(request: TrainRequest, cfg: Point2MaskConfig) -> list:
 
 def prepare(job) -> dict:
     """Worker: one image with a box + N clicks per cell (points mode) or its masks (full) at the canonical
-    scale. Shared data: boxes and clicks derived from the masks exactly as `cellpoint labels --kind
-    box-points` derives them (generator seeded by (seed, crc32(stem))); user data: the image's
-    `<stem>_boxpoints.json` or its label image."""
+    scale, with its "group" (`datasets.sample_group`; "user" for the user's images). Shared data: boxes and
+    clicks derived from the masks exactly as `cellpoint labels --kind box-points` derives them (generator
+    seeded by (seed, crc32(stem))); user data: the image's `<stem>_boxpoints.json` or its label image.
+    Images are read as always with polarity "any", else prepared as the runtime prepares them for that
+    polarity. A val job: the image and its masks as the package would see them
+    (`data.prepare_val_example`)."""
     import json
     import zlib
-    from cellpoint.training.methods.point2mask.data import box_points_arrays, prepare_example
+    from cellpoint.training.methods.point2mask.data import box_points_arrays, prepare_example, prepare_val_example
     from cellpoint.training.weak_labels import box_points_from_labels
     kind, item, cfg, seed, stem, cell_diameter = job
     labels = None
+    if kind == "val":
+        from cellpoint.training.datasets import load_training_sample
+        return prepare_val_example(*load_training_sample(item, cfg.polarity), cfg)
     if kind == "shared":
-        from cellpoint.training.datasets import load_sample
-        image, labels = load_sample(item)
+        from cellpoint.training.datasets import load_sample, load_training_sample, sample_group
+        # polarity "any" reads images exactly as training always did
+        image, labels = load_sample(item) if cfg.polarity == "any" else load_training_sample(item, cfg.polarity)
         image = image.mean(-1) if image.ndim == 3 else image
         cells = box_points_from_labels(labels, cfg.n_points, np.random.default_rng([seed, zlib.crc32(stem.encode())]))
+        group = sample_group(item)
     else:
         image_path, boxpoints_path, labels_path = item
-        image = sources.read_gray(image_path)
+        image = sources.read_gray(image_path) if cfg.polarity == "any" else sources.read_prepared(image_path,
+                                                                                                  cfg.polarity)
+        group = "user"
         if labels_path:
             from cellpoint.training.annotations import read_label_image
             labels = read_label_image(labels_path)
@@ -112,8 +141,8 @@ def prepare(job) -> dict:
         else:
             cells = json.loads(Path(boxpoints_path).read_text())["cells"]
     boxes, points, point_labels, ids = box_points_arrays(cells)
-    return prepare_example(image.astype(np.float32), boxes, points, point_labels,
-                           labels if cfg.mode == "full" else None, cell_diameter, cfg, ids)
+    return dict(prepare_example(image.astype(np.float32), boxes, points, point_labels,
+                                labels if cfg.mode == "full" else None, cell_diameter, cfg, ids), group=group)
 
 
 def train(examples: list[dict], cfg: Point2MaskConfig, log) -> dict:

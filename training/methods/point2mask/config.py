@@ -60,3 +60,9 @@ class Point2MaskConfig:
     init_from: str = ""                    # a point2mask checkpoint whose weights training starts from
     loss: LossParams = field(default_factory=LossParams)
     decode: BoxMasksParams = field(default_factory=BoxMasksParams)   # the package's decoder parameters
+    # the training recipe (`spec.Recipe`; these defaults are the training the bundled package had)
+    intensity: str = "basic"               # augment.JITTERS
+    balance: str = "none"                  # sampling.BALANCES, over the examples' "group"
+    polarity: str = "any"                  # "bright"/"dark": images prepared as the runtime prepares them
+    normalization: str = "percentile"      # the card's preprocessing kind
+    val_every: int = 0                     # keep the best of the networks scored on val this often (0: the last)

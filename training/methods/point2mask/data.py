@@ -5,18 +5,22 @@ Labels: a box and N clicks labelled cell/background per cell ("points", label ki
 masks ("full", the upper bound). Every image is first rescaled so its cells have the canonical diameter:
 the diameter the caller states, else the one the labels imply (full: median equivalent-circle diameter of
 the masks; points: from each box's area times the fraction of its clicks that fall on the cell, a
-Monte-Carlo estimate of the cell's area — no mask needed). Crops have a random scale, rotation by
-multiples of 90°, flips and intensity jitter (`training.augment`). Boxes cut by the crop are clipped to
+Monte-Carlo estimate of the cell's area — no mask needed), and normalised with the config's kind. Crops
+have a random scale (the config's `scale_range`), rotation by multiples of 90°, flips and intensity jitter
+(the config's `intensity`, `augment.JITTERS`). Val images (for choosing the checkpoint) are prepared as the
+package would see them at their cells' true size (`prepare_val_example`). Boxes cut by the crop are clipped to
 it, and their clicks outside the crop dropped; a box cut to a sliver (narrower than `min_box` px) is
 neither a positive nor a negative for the detector. The mask head is trained on the ground-truth boxes
 (jittered), at most `max_rois` per step."""
 from __future__ import annotations
 
+import cv2
 import numpy as np
 import torch
 
 from cellpoint.runtime.normalize import normalize_percentile
-from cellpoint.training.augment import Crop, jitter_intensity, resize, rotate_boxes, rotate_xy
+from cellpoint.training.augment import JITTERS, Crop, resize, rotate_boxes, rotate_xy
+from cellpoint.training.checkpoint import normalise
 from cellpoint.training.methods.point2mask.config import MODES, Point2MaskConfig
 from cellpoint.training.targets import median_diameter_from_labels
 
@@ -102,7 +106,7 @@ def prepare_example(image: np.ndarray, boxes: np.ndarray, points: np.ndarray | N
         estimate = diameter_from_box_points(boxes, point_labels)
     diameter = float(diameter) if diameter else estimate
     scale = cfg.diameter / diameter if np.isfinite(diameter) and diameter > 0 else 1.0
-    norm = normalize_percentile(_channels_first(image))
+    norm = normalised(_channels_first(image), cfg.normalization)
     shape = (max(8, round(norm.shape[1] * scale)), max(8, round(norm.shape[2] * scale)))
     out = {"image": np.stack([resize(c, shape) for c in norm]),
            "boxes": _scale_xy(boxes, scale).astype(np.float32),
@@ -115,10 +119,37 @@ def prepare_example(image: np.ndarray, boxes: np.ndarray, points: np.ndarray | N
     return out
 
 
+def normalised(image: np.ndarray, kind: str = "percentile") -> np.ndarray:
+    """A (C,H,W) image normalised for training with the card's preprocessing `kind`: "percentile" as
+    Point2Mask always trained (`normalize_percentile`, without the runtime's spike suppression, so the
+    default training is unchanged); any other kind exactly as the runtime normalises (`checkpoint.normalise`).
+    float32 (C,H,W)."""
+    if kind == "percentile":
+        return normalize_percentile(image)
+    return normalise(image, kind)
+
+
+def prepare_val_example(image: np.ndarray, labels: np.ndarray, cfg: Point2MaskConfig) -> dict:
+    """A val image for choosing the checkpoint, as the package would see it at the cells' true size:
+    (H,W) raw intensities normalised as the runtime does (`checkpoint.normalise`, the config's kind) and
+    rescaled (the runtime's interpolation) so the median equivalent-circle diameter of its masks becomes the
+    canonical one; labels (H,W) instance ids resized with it (nearest). Returns {"image": float32 (1,h,w),
+    "labels": int32 (h,w), "split": "val"}."""
+    norm = normalise(np.asarray(image, np.float32)[None], cfg.normalization)
+    diameter = median_diameter_from_labels(labels)
+    scale = cfg.diameter / diameter if np.isfinite(diameter) and diameter > 0 else 1.0
+    shape = (max(16, round(norm.shape[1] * scale)), max(16, round(norm.shape[2] * scale)))
+    interpolation = cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR
+    small = np.stack([cv2.resize(c, shape[::-1], interpolation=interpolation) for c in norm])
+    return {"image": small.astype(np.float32),
+            "labels": resize(np.asarray(labels).astype(np.int32), shape, nearest=True), "split": "val"}
+
+
 # --------------------------------------------------------------------------------------------- crops
 
 def sample_crop(example: dict, cfg: Point2MaskConfig, rng: np.random.Generator) -> dict:
-    """A random cfg.crop² crop at a random scale, rotated, flipped and intensity-jittered (`augment.Crop`).
+    """A random cfg.crop² crop at a random scale in cfg.scale_range, rotated, flipped and intensity-jittered
+    (`augment.Crop`, `augment.JITTERS[cfg.intensity]`).
 
     Returns {"image": float32 (C,S,S), "boxes": float32 (K,4) clipped to the crop (cells with a part in
     it, at least min_box wide and high), "ignore": float32 (J,4) the slivers, "points" float32 (K,N,2),
@@ -135,7 +166,7 @@ def sample_crop(example: dict, cfg: Point2MaskConfig, rng: np.random.Generator) 
     keep = present & (extent >= cfg.min_box).all(1)
     points = rotate_xy(crop.to_crop_xy(example["points"]), size, k, flip)
     inside = ((points >= clipped[:, None, :2]) & (points <= clipped[:, None, 2:])).all(-1)
-    out = {"image": jitter_intensity(np.stack([crop.plane(c) for c in example["image"]]), rng),
+    out = {"image": JITTERS[cfg.intensity](np.stack([crop.plane(c) for c in example["image"]]), rng),
            "boxes": clipped[keep].astype(np.float32), "ignore": clipped[present & ~keep].astype(np.float32),
            "points": points[keep].astype(np.float32),
            "point_labels": np.where(inside, example["point_labels"], -1)[keep].astype(np.int8)}
