@@ -11,7 +11,8 @@
    (blocks of 1,024 network px) at the same diameter; the fraction of cells whose best match has IoU ≥ 0.95
    (both ways), and the rest listed.
 3. throughput — a folder of real 520×704-class images (DSB's and DSB extra's 520×696 images, repeated to
-   `--images`), `cellpoint segment` with --workers 1 and 2: images/s; and the network time per image
+   `--images`), `cellpoint segment` with --workers 1, 2 and --dask local:2 (two worker processes of one
+   thread): images/s and whether the labels are identical; and the network time per image
    (onnxruntime alone on the same images at the same diameter), whose inverse is the target.
 
 Writes benchmarks/results/scale_<section>.md (the command at the top) and .json."""
@@ -19,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
 import shlex
 import shutil
 import subprocess
@@ -58,21 +58,26 @@ def write_tiled(path: Path, sample: np.ndarray, side: int, tile: int = 1024) -> 
 
 
 def run_cli(args: list[str]) -> tuple[float, int, str]:
-    """Run `cellpoint <args>` in a child process: (wall seconds, the child's peak RSS in MB, stderr)."""
-    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    """Run `cellpoint <args>` in a child process: (wall seconds, that child's own peak RSS in MB, stderr)."""
+    import os
     start = time.monotonic()
-    result = subprocess.run([sys.executable, "-m", "cellpoint.runtime.cli", *args], capture_output=True, text=True)
-    seconds = time.monotonic() - start
-    peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    if result.returncode != 0:
-        raise RuntimeError(result.stderr[-2000:])
-    return seconds, max(peak, before) // 1024, result.stderr
+    with tempfile.TemporaryFile("w+") as err:
+        child = subprocess.Popen([sys.executable, "-m", "cellpoint.runtime.cli", *args], stdout=subprocess.DEVNULL,
+                                 stderr=err, text=True)
+        _, status, usage = os.wait4(child.pid, 0)  # this child's rusage, not the maximum over all children
+        child.returncode = os.waitstatus_to_exitcode(status)
+        seconds = time.monotonic() - start
+        err.seek(0)
+        stderr = err.read()
+    if child.returncode != 0:
+        raise RuntimeError(stderr[-2000:])
+    return seconds, usage.ru_maxrss // 1024, stderr
 
 
 def section_large(sides: list[int], work: Path) -> dict:
     sample = sample_image()
     rows = []
-    for side in sides:  # each child is a fresh process, so its ru_maxrss is its own (children are waited in turn)
+    for side in sides:
         path = work / f"slide_{side}.tif"
         write_tiled(path, sample, side)
         out = work / f"out_{side}"
@@ -147,15 +152,20 @@ def section_throughput(n_images: int, work: Path) -> dict:
         network.append(time.monotonic() - start)
     rows = {"images": n_images, "distinct_images": min(n_images, len(samples)),
             "network_s_per_image": round(float(np.median(network)), 3)}
-    for workers in (1, 2):
-        out = work / f"out_w{workers}"
-        seconds, rss, _ = run_cli(["segment", str(folder), "--out", str(out), "--workers", str(workers)])
+    reference = None
+    for name, extra in (("workers_1", ["--workers", "1"]), ("workers_2", ["--workers", "2"]),
+                        ("dask_local_2", ["--dask", "local:2"])):
+        out = work / f"out_{name}"
+        seconds, rss, _ = run_cli(["segment", str(folder), "--out", str(out), *extra])
         report = json.loads((out / "cellpoint_run.json").read_text())
         load = report["timings"]["load_s"]
-        rows[f"workers_{workers}"] = {"seconds": round(seconds, 1), "images_per_s": round(n_images / seconds, 2),
-                                      "images_per_s_after_load": round(n_images / (seconds - load), 2),
-                                      "peak_rss_mb": rss}
-        print(workers, rows[f"workers_{workers}"], flush=True)
+        labels = {p.name: tifffile.imread(p) for p in sorted(out.glob("*_labels.tif"))}
+        reference = reference or labels
+        same = labels.keys() == reference.keys() and all(np.array_equal(labels[k], reference[k]) for k in labels)
+        rows[name] = {"seconds": round(seconds, 1), "images_per_s": round(n_images / seconds, 2),
+                      "images_per_s_after_load": round(n_images / (seconds - load), 2),
+                      "peak_rss_mb_client": rss, "labels_identical_to_workers_1": bool(same)}
+        print(name, rows[name], flush=True)
         shutil.rmtree(out)
     rows["target_images_per_s"] = round(1 / rows["network_s_per_image"], 2)
     return rows
