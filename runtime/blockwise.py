@@ -6,8 +6,10 @@ blocks: the channel fit and polarity, the normalisation levels, and the diameter
 size, or estimated and refined as `Segmenter.segment` does it). Then each core block is read with a halo
 of context around it and segmented; a cell is kept by the block whose core holds its centroid, and written
 into the label image only where no earlier block wrote (a cell mostly written already is the same cell
-found twice and is dropped). The halo — three diameters plus the network's own tile overlap — is wider
-than any cell that can be anchored in a core, so a kept cell is never cut by the halo's edge.
+found twice and is dropped). The diameter is moved (by under 1.6 %) so that block corners fall on whole
+network pixels (`aligned_diameter`): every block is then resampled on the whole image's own grid. The
+halo — three diameters plus the network's own tile overlap — is wider than any cell that can be anchored
+in a core, so a kept cell is never cut by the halo's edge.
 
 Memory: one block with its halo (a few hundred MB at most), the thumbnail, and the caller's label store
 (write it to zarr for bounded memory; `cellpoint segment` does so for large files)."""
@@ -92,14 +94,18 @@ def segment_blockwise(segmenter, image, labels_out, *, diameter: float | None = 
 
     refine = segmenter.refines_diameter if refine_diameter is None else refine_diameter
     used, source = _choose_diameter(segmenter, image, read, levels, diameter, pixel_size, channels, refine)
+    strides = [o.stride for o in segmenter.package.card.outputs] or [1]
+    used, grid = aligned_diameter(segmenter.diameter, used, max(strides))
     zoom = segmenter.diameter / used
-    side = max(64, round(block / zoom))
+    side = max(grid, round(block / zoom / grid) * grid)
     halo = math.ceil(HALO_DIAMETERS * used + segmenter.package.card.tiling.overlap / zoom)
+    halo = -(-halo // grid) * grid
     blocks = core_blocks(h, w, side)
     next_id = 1
     for done, (y0, y1, x0, x1) in enumerate(blocks, 1):
         cy0, cy1, cx0, cx1 = max(0, y0 - halo), min(h, y1 + halo), max(0, x0 - halo), min(w, x1 + halo)
-        labels, table = segmenter.segment_prepared(read(cy0, cy1, cx0, cx1), used, levels)
+        origin = (round(cy0 * zoom), round(cx0 * zoom))  # whole network px (the grid is aligned)
+        labels, table = segmenter.segment_prepared(read(cy0, cy1, cx0, cx1), used, levels, network_origin=origin)
         keep = _anchored(table, (y0 - cy0, y1 - cy0, x0 - cx0, x1 - cx0))
         region = np.asarray(labels_out[cy0:cy1, cx0:cx1])
         rows, next_id = _merge(labels, table, keep, region, next_id, (cy0, cx0))
@@ -109,6 +115,23 @@ def segment_blockwise(segmenter, image, labels_out, *, diameter: float | None = 
         if on_block is not None:
             on_block(done, len(blocks))
     return BlockwiseResult(next_id - 1, used, source, note, len(blocks))
+
+
+def aligned_diameter(model_diameter: float, diameter: float, stride: int = 1) -> tuple[float, int]:
+    """The diameter (image px) nearest `diameter` whose zoom to the model's is k / grid with k a multiple
+    of `stride`, and that grid (a power of two, px): (diameter, grid).
+
+    Blocks that start on multiples of `grid` then start on whole network pixels, and on whole cells of the
+    network's coarsest output grid (`stride`, the card's largest output stride): each block is resampled
+    on the very grid the whole image is, and its network tiles are laid on the whole image's tile grid
+    (`Segmenter._predict`), so cells come out as in one pass. The grid is the smallest power of two (at
+    least 16) with k ≥ 32 strides: the diameter moves by under 1.6 %."""
+    zoom = model_diameter / diameter
+    grid = 16
+    while grid * zoom < 32 * stride and grid < 1 << 20:
+        grid *= 2
+    steps = max(1, round(zoom * grid / stride)) * stride
+    return model_diameter * grid / steps, grid
 
 
 def _prepare(segmenter, crop: np.ndarray, spec, flip: float | None) -> np.ndarray:

@@ -25,7 +25,7 @@ from cellpoint.runtime.labels import instance_table, median_diameter, relabel_se
 from cellpoint.runtime.normalize import channel_levels, normalize, to_channels_first
 from cellpoint.runtime.outlines import refine_outlines_by_contrast
 from cellpoint.runtime.package import ModelPackage, load_package
-from cellpoint.runtime.providers import check_session_device, choose_precision, choose_providers
+from cellpoint.runtime.providers import check_session_device, choose_precision, choose_providers, run_session
 from cellpoint.runtime.scale import estimate_diameter
 from cellpoint.runtime.tiling import predict_tiled
 
@@ -318,24 +318,28 @@ class Segmenter:
         return estimate_diameter(channel, run, scale)
 
     def segment_prepared(self, image: np.ndarray, diameter: float, levels: np.ndarray,
-                         on_tile: Callable[[int, int], None] | None = None) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+                         on_tile: Callable[[int, int], None] | None = None,
+                         network_origin: tuple[int, int] = (0, 0)) -> tuple[np.ndarray, dict[str, np.ndarray]]:
         """One pass over a block of a larger image (`cellpoint.runtime.blockwise`): `image` (H,W) or (H,W,C)
         already fitted to the model's channels and polarity (`fit_channels`), normalised with the whole
         image's `levels` (float (C,2), `normalize.channel_levels`), at `diameter` (image px), no refinement.
+        network_origin: where the block starts in the whole image's network px (y, x); the network's tiles
+        are laid on the whole image's grid (see `_predict`), so the block's maps are the whole image's.
         Returns (labels int32 (H,W), instance table)."""
-        return self._segment_once(image, check_diameter(diameter, self.diameter), on_tile, levels)
+        return self._segment_once(image, check_diameter(diameter, self.diameter), on_tile, levels, network_origin)
 
     def fit_channels(self, image: np.ndarray, channels: Sequence[int] | None = None) -> tuple[np.ndarray, str]:
         """An image checked, its `channels` picked, converted to the model's channel count and polarity
         (`colour.to_model_channels`): (array, note of what was done)."""
         return self._model_channels(image, channels)
 
-    def _segment_once(self, image, diameter, on_tile=None, levels=None) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    def _segment_once(self, image, diameter, on_tile=None, levels=None,
+                      network_origin=(0, 0)) -> tuple[np.ndarray, dict[str, np.ndarray]]:
         """One pass at `diameter` over an image as `_model_channels` returns it: network, decoder (at its
-        scale), outlines, table. on_tile: see `segment`; levels: see `segment_prepared`."""
+        scale), outlines, table. on_tile: see `segment`; levels, network_origin: see `segment_prepared`."""
         decoder = self.package.decoder
         x, scale = self._network_input(image, diameter, levels)
-        outputs = self._predict(x, on_tile)
+        outputs = self._predict(x, on_tile, network_origin)
         shape = image.shape[:2]
         maps = self._maps_at_image_size(outputs, shape) if decoder.scale == "image" else outputs
         context = DecodeContext(maps, x, shape, scale, self.package.card.tiling.multiple, self._run_graph,
@@ -381,14 +385,27 @@ class Segmenter:
         return x, scale
 
     def _run(self, batch: np.ndarray) -> dict[str, np.ndarray]:
-        outputs = self._open_session().run(self._output_names, {self._input_name: batch})
+        outputs = run_session(self._open_session(), self._input_name, batch, self._output_names)
         return dict(zip(self._output_names, outputs))
 
-    def _predict(self, x: np.ndarray, on_tile=None) -> dict[str, np.ndarray]:
-        """The main graph over a (C,h,w) network input, tiled: {name: float32 (k,h,w) or its grid}."""
+    def _predict(self, x: np.ndarray, on_tile=None, origin=(0, 0)) -> dict[str, np.ndarray]:
+        """The main graph over a (C,h,w) network input, tiled: {name: float32 (k,h,w) or its grid}.
+
+        origin: (y, x) network px of x's first pixel in a larger image. A network that pools is not
+        shift-invariant: the same pixels give other outputs when a tile starts elsewhere than on a multiple
+        of the card's `multiple`. So x is reflect-padded at the top and left until it starts on such a
+        multiple of the larger image, and the padding's outputs are dropped (origins must be multiples of
+        the outputs' strides)."""
         tiling = self.package.card.tiling
-        return predict_tiled(self._run, x, tile=self.tile, overlap=tiling.overlap, multiple=tiling.multiple,
-                             on_tile=on_tile)
+        pad_y, pad_x = (int(o) % tiling.multiple for o in origin)
+        if pad_y or pad_x:
+            x = np.pad(x, ((0, 0), (pad_y, 0), (pad_x, 0)), mode="reflect")
+        outputs = predict_tiled(self._run, x, tile=self.tile, overlap=tiling.overlap, multiple=tiling.multiple,
+                                on_tile=on_tile)
+        if pad_y or pad_x:
+            outputs = {name: arr[:, pad_y // self._strides.get(name, 1):, pad_x // self._strides.get(name, 1):]
+                       for name, arr in outputs.items()}
+        return outputs
 
     def _predict_maps(self, image: np.ndarray, diameter: float | None = None) -> tuple[dict[str, np.ndarray], float]:
         """Network output maps at the image's own resolution (see `_maps_at_image_size`) and the pixel

@@ -139,3 +139,13 @@ def test_a_tiled_image_larger_than_the_memory_cap_is_segmented_by_blocks(tiny_pa
     assert result.returncode == 0 and "Traceback" not in result.stderr, result.stderr[-2000:]
     with tifffile.TiffFile(out / "slide_labels.tif") as tif:
         assert tif.pages[0].shape == (side, side) and tif.pages[0].is_tiled
+
+
+@pytest.mark.parametrize("stride", [1, 4, 16])
+@pytest.mark.parametrize("diameter", [3.5, 9.0, 18.0, 24.0, 27.97, 61.3, 250.0, 1500.0])
+def test_the_block_grid_maps_to_whole_network_pixels(diameter, stride):
+    used, grid = blockwise.aligned_diameter(24.0, diameter, stride)
+    network_px = grid * 24.0 / used   # network px per grid step
+    assert abs(network_px - round(network_px)) < 1e-6 and round(network_px) % stride == 0
+    assert abs(used / diameter - 1) < 0.016
+    assert grid & (grid - 1) == 0 and grid >= 16

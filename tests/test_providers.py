@@ -49,3 +49,27 @@ def test_cli_device_cuda_on_this_machine_is_a_usage_error_or_runs_on_a_gpu(tmp_p
     if "CUDAExecutionProvider" in ort.get_available_providers():
         pytest.skip("this machine has CUDA")
     assert result.exit_code == 2 and "--device" in result.output and "CUDA" in result.output
+
+
+def test_io_binding_path_gives_the_outputs_of_a_plain_run():
+    """The GPU path binds input and outputs; run here through a CPU session that says it is on CUDA."""
+    import numpy as np
+    import onnxruntime as ort
+    from cellpoint.runtime.package import load_package
+    from cellpoint.runtime.providers import run_session
+    package = load_package("objectness-nuclei")
+    session = ort.InferenceSession(str(package.onnx_path), providers=["CPUExecutionProvider"])
+
+    class SaysCuda:
+        def get_providers(self):
+            return ["CUDAExecutionProvider", "CPUExecutionProvider"]
+
+        def __getattr__(self, name):
+            return getattr(session, name)
+
+    name = session.get_inputs()[0].name
+    outputs = [o.name for o in session.get_outputs()]
+    batch = np.random.default_rng(0).random((1, package.card.inputs[0].channels, 64, 64)).astype(np.float32)
+    bound = run_session(SaysCuda(), name, batch, outputs)
+    plain = session.run(outputs, {name: batch})
+    assert len(bound) == len(plain) and all(np.array_equal(a, b) for a, b in zip(bound, plain))
