@@ -16,8 +16,9 @@ Memory: one block with its halo (a few hundred MB at most), the thumbnail, and t
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
+from functools import partial
 
 import numpy as np
 
@@ -34,6 +35,13 @@ SAMPLE_SIDE = 1024
 """Side (image px) of the sample blocks the diameter is estimated and refined on; up to 3×3 of them."""
 LARGE_PIXELS = 4096 * 4096
 """Images with more pixels than this (at the network's scale) are segmented block by block."""
+
+
+BlockTask = tuple[np.ndarray, float, np.ndarray, tuple[int, int]]
+"""One block's work: its window of the image fitted to the model's channels, the diameter (image px), the
+whole image's normalisation levels, and the window's corner in network px (`Segmenter.segment_prepared`)."""
+RunBlocks = Callable[[Iterable[BlockTask]], Iterable[tuple[np.ndarray, dict[str, np.ndarray]]]]
+"""Runs block tasks, yielding each block's (labels, table) in the order of the tasks."""
 
 
 @dataclass(frozen=True)
@@ -67,7 +75,8 @@ def segment_blockwise(segmenter, image, labels_out, *, diameter: float | None = 
                       pixel_size: float | None = None, channels=None, refine_diameter: bool | None = None,
                       block: int = BLOCK,
                       on_block: Callable[[int, int], None] | None = None,
-                      on_rows: Callable[[dict[str, np.ndarray]], None] | None = None) -> BlockwiseResult:
+                      on_rows: Callable[[dict[str, np.ndarray]], None] | None = None,
+                      run_blocks: RunBlocks | None = None) -> BlockwiseResult:
     """Segment `image` into `labels_out` (a writable (H,W) integer array or zarr array of zeros; uint32 for
     images that may hold more than 65,535 cells) block by block; see the module.
 
@@ -75,6 +84,9 @@ def segment_blockwise(segmenter, image, labels_out, *, diameter: float | None = 
     network px.
     on_block(done, total) after each block. on_rows(table) with each block's new cells: id, area,
     centroid_y, centroid_x, bbox_y0, bbox_x0, bbox_y1, bbox_x1 (image px), score and the decoder's columns.
+    run_blocks: where the blocks' network and decoder run (`RunBlocks`; default: here, one after another,
+    with `segmenter`); e.g. `dask_batch.dask_block_runner` runs them as tasks of a Dask cluster. The
+    merge always runs here, in raster order, so the result does not depend on where blocks ran.
     Returns a BlockwiseResult."""
     h, w = image.shape[:2]
     spec = segmenter.package.card.inputs[0]
@@ -101,11 +113,14 @@ def segment_blockwise(segmenter, image, labels_out, *, diameter: float | None = 
     halo = math.ceil(HALO_DIAMETERS * used + segmenter.package.card.tiling.overlap / zoom)
     halo = -(-halo // grid) * grid
     blocks = core_blocks(h, w, side)
+    windows = [(max(0, y0 - halo), min(h, y1 + halo), max(0, x0 - halo), min(w, x1 + halo)) for y0, y1, x0, x1 in blocks]
+    # whole network px of each window's corner (whole because the grid is aligned)
+    tasks = ((read(*window), used, levels, (round(window[0] * zoom), round(window[2] * zoom))) for window in windows)
+    if run_blocks is None:
+        run_blocks = partial(_run_here, segmenter)
     next_id = 1
-    for done, (y0, y1, x0, x1) in enumerate(blocks, 1):
-        cy0, cy1, cx0, cx1 = max(0, y0 - halo), min(h, y1 + halo), max(0, x0 - halo), min(w, x1 + halo)
-        origin = (round(cy0 * zoom), round(cx0 * zoom))  # whole network px (the grid is aligned)
-        labels, table = segmenter.segment_prepared(read(cy0, cy1, cx0, cx1), used, levels, network_origin=origin)
+    for done, ((y0, y1, x0, x1), (cy0, cy1, cx0, cx1), (labels, table)) in enumerate(
+            zip(blocks, windows, run_blocks(tasks)), 1):
         keep = _anchored(table, (y0 - cy0, y1 - cy0, x0 - cx0, x1 - cx0))
         region = np.asarray(labels_out[cy0:cy1, cx0:cx1])
         rows, next_id = _merge(labels, table, keep, region, next_id, (cy0, cx0))
@@ -115,6 +130,12 @@ def segment_blockwise(segmenter, image, labels_out, *, diameter: float | None = 
         if on_block is not None:
             on_block(done, len(blocks))
     return BlockwiseResult(next_id - 1, used, source, note, len(blocks))
+
+
+def _run_here(segmenter, tasks: Iterable[BlockTask]) -> Iterator[tuple[np.ndarray, dict]]:
+    """Each block's labels and table, computed in this process, in order."""
+    for crop, diameter, levels, origin in tasks:
+        yield segmenter.segment_prepared(crop, diameter, levels, network_origin=origin)
 
 
 def aligned_diameter(model_diameter: float, diameter: float, stride: int = 1) -> tuple[float, int]:

@@ -149,3 +149,26 @@ def test_the_block_grid_maps_to_whole_network_pixels(diameter, stride):
     assert abs(network_px - round(network_px)) < 1e-6 and round(network_px) % stride == 0
     assert abs(used / diameter - 1) < 0.016
     assert grid & (grid - 1) == 0 and grid >= 16
+
+
+def test_blocks_run_as_dask_tasks_give_the_labels_of_a_local_run():
+    """A slide's blocks spread over a LocalCluster of two worker processes, merged here: the same labels."""
+    pytest.importorskip("distributed", reason="Dask's distributed is not installed (pip install 'cellpoint[dask]')")
+    from distributed import Client, LocalCluster
+    from cellpoint.runtime.cli.dask_batch import _segmenter, dask_block_runner
+    settings = {"model": "objectness-nuclei", "device": "cpu", "tile": 768, "precision": "fp32"}
+    image = synthetic_nuclei(shape=(700, 900), n=300, radius=9, seed=3)[0]
+    local = np.zeros(image.shape, np.uint32)
+    segment_blockwise(_segmenter(**settings), image, local, diameter=18, block=256)
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster, \
+            Client(cluster) as client:
+        spread = np.zeros(image.shape, np.uint32)
+        found = segment_blockwise(_segmenter(**settings), image, spread, diameter=18, block=256,
+                                  run_blocks=dask_block_runner(client, settings, in_flight=3))
+
+        def models_loaded():
+            from cellpoint.runtime.cli import dask_batch
+            return len(dask_batch._SEGMENTERS)
+        ran_on = client.run(models_loaded)
+    assert found.blocks > 9 and np.array_equal(spread, local) and found.cells == local.max() == 300
+    assert sum(ran_on.values()) == 2  # each worker loaded the package once and ran blocks

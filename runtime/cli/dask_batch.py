@@ -66,3 +66,27 @@ def run_on_dask(address: str, inputs: list[Path], out: Path, model_settings: dic
         client.close()
         if cluster is not None:
             cluster.close()
+
+
+def segment_block_on_worker(model_settings: dict, crop, diameter: float, levels, origin: tuple[int, int]):
+    """One block of a large image on a worker (`blockwise.BlockTask`): its (labels, table)."""
+    return _segmenter(**model_settings).segment_prepared(crop, diameter, levels, network_origin=origin)
+
+
+def dask_block_runner(client, model_settings: dict, in_flight: int | None = None):
+    """A `blockwise.RunBlocks` that runs each block as a task of the Dask `client`'s cluster, with at
+    most `in_flight` blocks sent and not yet merged (default: two per worker thread), yielding results
+    in the order of the tasks. model_settings: as `_segmenter` takes them (model, device, tile,
+    precision)."""
+    from collections import deque
+
+    def run(tasks):
+        limit = in_flight or 2 * max(1, sum(client.nthreads().values()))
+        pending = deque()
+        for task in tasks:
+            pending.append(client.submit(segment_block_on_worker, model_settings, *task, pure=False))
+            if len(pending) >= limit:
+                yield pending.popleft().result()
+        while pending:
+            yield pending.popleft().result()
+    return run
