@@ -267,14 +267,29 @@ def _collapse_gray(image: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(gray)
 
 
-_UM_PER_UNIT = {"um": 1.0, "µm": 1.0, "μm": 1.0, "micron": 1.0, "microns": 1.0, "nm": 1e-3, "mm": 1e3, "cm": 1e4,
-                "m": 1e6}
+_UM_PER_UNIT = {"um": 1.0, "µm": 1.0, "μm": 1.0, "micron": 1.0, "microns": 1.0, "micrometer": 1.0,
+                "micrometre": 1.0, "nm": 1e-3, "nanometer": 1e-3, "å": 1e-4, "mm": 1e3, "millimeter": 1e3, "cm": 1e4,
+                "m": 1e6, "meter": 1e6}
+_MAX_BARE_TIFF_UM = 20.0
+"""A plain TIFF resolution (no OME or ImageJ metadata) stating a larger pixel than this (µm; 1270 dpi) is a
+print or screen resolution (72, 96, 300 dpi ...) written by default, not a microscope's pixel size."""
+
+
+def _um_per_unit(unit: str) -> float | None:
+    """µm per `unit` (case-insensitive; ImageJ's escaped "\\u00B5m" is µm), or None for a unit that is not a
+    length (e.g. "pixel") or not known."""
+    import re
+    text = re.sub(r"\\u([0-9a-fA-F]{4})", lambda m: chr(int(m.group(1), 16)), str(unit)).strip()
+    return _UM_PER_UNIT.get(text) or _UM_PER_UNIT.get(text.lower())
 
 
 def read_pixel_size(path) -> float | None:
     """The pixel size (µm per pixel, along x) a TIFF states in its metadata, or None: OME-XML PhysicalSizeX
-    (with its unit), else ImageJ's resolution tag with its unit, else a TIFF resolution in px per cm or
-    inch. Other files, and files that state nothing usable, give None (never an error)."""
+    (with its unit, µm when none is given), else ImageJ's resolution tag with ImageJ's unit (micron, µm
+    written as "\\u00B5m", nm, mm, ...; a unit that is not a length, such as "pixel", gives None), else a
+    plain TIFF resolution in px per cm or inch when it means at most 20 µm per pixel (larger ones are the
+    72/96/300 dpi that non-microscopy software writes). Other files, and files that state nothing usable,
+    give None (never an error)."""
     path = Path(path)
     if path.suffix.lower() not in TIFF_SUFFIXES:
         return None
@@ -284,8 +299,8 @@ def read_pixel_size(path) -> float | None:
                 import re
                 size = re.search(r'PhysicalSizeX="([^"]+)"', tif.ome_metadata)
                 unit = re.search(r'PhysicalSizeXUnit="([^"]+)"', tif.ome_metadata)
-                factor = _UM_PER_UNIT.get(unit.group(1) if unit else "µm")
-                if size and factor:
+                factor = _um_per_unit(unit.group(1) if unit else "µm")
+                if size and factor and float(size.group(1)) > 0:
                     return float(size.group(1)) * factor
             page = tif.pages[0]
             resolution = page.tags.get("XResolution")
@@ -296,11 +311,11 @@ def read_pixel_size(path) -> float | None:
                 return None
             per_unit = denominator / numerator                       # units per pixel
             if tif.is_imagej:
-                factor = _UM_PER_UNIT.get(str((tif.imagej_metadata or {}).get("unit", "")).strip())
+                factor = _um_per_unit((tif.imagej_metadata or {}).get("unit", ""))
                 return per_unit * factor if factor else None
             unit = page.tags.get("ResolutionUnit")
             factor = {2: 25400.0, 3: 1e4}.get(int(unit.value) if unit else 0)  # inch, centimetre
-            return per_unit * factor if factor else None
+            return per_unit * factor if factor and per_unit * factor <= _MAX_BARE_TIFF_UM else None
     except Exception:  # metadata we cannot read is metadata we do not have
         return None
 

@@ -2,7 +2,8 @@
 
 An image counts as done only when its record `OUT/.cellpoint/done/<stem>.json` exists — written after all
 of its outputs — lists every output asked for, and each of those files is still there with the size it
-had. Work in progress is claimed with an exclusive lock on `OUT/.cellpoint/claims/<name>.lock`
+had (for a folder output, e.g. `<stem>.ome.zarr`, the folder's own size: it is there, renamed into place
+whole). Work in progress is claimed with an exclusive lock on `OUT/.cellpoint/claims/<name>.lock`
 (`filelock`: the operating system releases it when its process ends, however it ends, so a killed run's
 claims are free at once and two runs on one folder never segment an image twice)."""
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -91,14 +93,18 @@ def claim(out: Path, name: str) -> Iterator[bool]:
 
 def remove_stale_temps(out: Path, names: list[str]) -> int:
     """Remove the temporary files that `atomic_write` left for the output file `names` (in `out`) when a
-    run died; call only while holding their input's claim (no live writer can own them then). Returns how
+    run died; call only while holding their input's claim (no live writer can own them then). Temporary
+    folders (of a folder output such as an OME-Zarr store) are removed with their contents. Returns how
     many were removed."""
     removed = 0
     for name in names:
         path = Path(name)
         for tmp in out.glob(f".{path.stem}.*.tmp{path.suffix}"):
             with contextlib.suppress(OSError):
-                tmp.unlink()
+                if tmp.is_dir() and not tmp.is_symlink():
+                    shutil.rmtree(tmp)
+                else:
+                    tmp.unlink()
                 removed += 1
     return removed
 

@@ -55,9 +55,17 @@ def output_stem(path: Path, label: str) -> str:
     return f"{input_stem(path)}_{label}" if label else input_stem(path)
 
 
-def output_names(stem: str, overlay: bool) -> list[str]:
-    """The file names (in the output folder) one image or plane gets."""
-    return [f"{stem}_labels.tif", f"{stem}_instances.csv"] + ([f"{stem}_overlay.png"] if overlay else [])
+EXTRA_OUTPUTS = {"rois": "{stem}_rois.zip", "geojson": "{stem}_cells.geojson", "ome_zarr": "{stem}.ome.zarr"}
+"""The outputs for other tools (`runtime.outputs`), by the flag that asks for them: their file names."""
+BLOCKWISE_EXTRAS = ("ome_zarr",)
+"""The extra outputs an image on the blockwise path (`is_large`) gets; the others need it whole."""
+
+
+def output_names(stem: str, overlay: bool, extras=()) -> list[str]:
+    """The file names (in the output folder) one image or plane gets: labels, table, then the overlay and
+    the `extras` (keys of EXTRA_OUTPUTS) asked for, in EXTRA_OUTPUTS' order."""
+    return ([f"{stem}_labels.tif", f"{stem}_instances.csv"] + ([f"{stem}_overlay.png"] if overlay else [])
+            + [EXTRA_OUTPUTS[k].format(stem=stem) for k in EXTRA_OUTPUTS if k in extras])
 
 
 def write_table_csv(path: Path, table: dict) -> None:
@@ -201,6 +209,19 @@ def duplicate_stems(inputs: list[Path]) -> dict[Path, Path]:
 @click.option("--coco", "coco_path", type=click.Path(dir_okay=False), default=None,
               help="Also write all instances as COCO results JSON (RLE masks, scores); segments every input.")
 @click.option("--overlay", is_flag=True, help="Also write <stem>_overlay.png with outlines on the image.")
+@click.option("--rois", is_flag=True,
+              help="Also write <stem>_rois.zip: one ImageJ polygon ROI per cell, named by its label (Fiji: open "
+              "the zip for the ROI Manager).")
+@click.option("--geojson", is_flag=True,
+              help="Also write <stem>_cells.geojson: the cell outlines as QuPath detections, with label, score "
+              "(and --measure's columns) as measurements (QuPath: drag it onto the image).")
+@click.option("--ome-zarr", "ome_zarr", is_flag=True,
+              help="Also write <stem>.ome.zarr: the image and its labels as OME-Zarr (NGFF 0.4, labels under "
+              "labels/cells), scaled in µm when the pixel size is known (napari: open the folder).")
+@click.option("--measure", is_flag=True,
+              help="Add per-cell measurements to <stem>_instances.csv: area, perimeter and equivalent diameter "
+              "(px, and µm when the pixel size is known), eccentricity, solidity, and each channel's mean, "
+              "integrated and max intensity (docs/outputs.md).")
 @click.option("--device", default="auto", show_default=True, callback=_device,
               help="auto (CUDA when present, else CPU), cpu, cuda[:N] or tensorrt[:N] (GPU N); a GPU that cannot "
               "start is an error, not a silent fallback to the CPU.")
@@ -219,7 +240,7 @@ def duplicate_stems(inputs: list[Path]) -> dict[Path, Path]:
               help="Images in progress at once (threads sharing the model): reading, decoding and writing of one "
               "overlap the network of another. Results are the same as with 1.")
 def segment(paths, model, out_dir, diameter, pixel_size, refine_diameter, channels, planes, coco_path, overlay,
-            device, precision, tile, overwrite, dask_address, workers):
+            rois, geojson, ome_zarr, measure, device, precision, tile, overwrite, dask_address, workers):
     """Segment images (files, folders, globs) into OUT/<stem>_labels.tif and <stem>_instances.csv (with
     --planes, each plane of a stack into OUT/<stem>_<plane>_labels.tif ...), with OUT/cellpoint_images.csv
     (one row per image) and OUT/cellpoint_run.json (the run's report).
@@ -242,7 +263,8 @@ def segment(paths, model, out_dir, diameter, pixel_size, refine_diameter, channe
     out = Path(out_dir)
     prepare_output(out)
     options = {"model": model, "diameter": diameter, "pixel_size": pixel_size, "refine_diameter": refine_diameter,
-               "channels": channels, "planes": planes, "coco": coco_path, "overlay": overlay, "device": device,
+               "channels": channels, "planes": planes, "coco": coco_path, "overlay": overlay, "rois": rois,
+               "geojson": geojson, "ome_zarr": ome_zarr, "measure": measure, "device": device,
                "precision": precision, "workers": workers, "dask": dask_address,
                "tile": tile, "overwrite": overwrite}
     report = new_report(inputs, options)
@@ -251,7 +273,9 @@ def segment(paths, model, out_dir, diameter, pixel_size, refine_diameter, channe
     writer = ReportWriter(out / REPORT_FILE)
     run = _Run(segmenter, out, report, writer, diameter=diameter, pixel_size=pixel_size,
                refine_diameter=refine_diameter, channels=channels, planes=planes, overlay=overlay,
-               overwrite=overwrite, coco=coco_path is not None, workers=workers)
+               overwrite=overwrite, coco=coco_path is not None, workers=workers,
+               extras=tuple(k for k, on in (("rois", rois), ("geojson", geojson), ("ome_zarr", ome_zarr)) if on),
+               measure=measure)
     click.echo(f"model {segmenter.name} on {segmenter.provider}; {len(inputs)} image(s) → {out}", err=True)
     try:
         writer.write(report)
@@ -347,11 +371,12 @@ class _Run:
     """One batch: inputs → outputs in `out`, counted in `report`. Not part of the API."""
 
     def __init__(self, segmenter, out: Path, report: dict, writer, *, diameter, pixel_size, refine_diameter,
-                 channels, planes, overlay, overwrite, coco, workers=1):
+                 channels, planes, overlay, overwrite, coco, workers=1, extras=(), measure=False):
         from cellpoint.runtime.cli.progress import BatchProgress
         self.segmenter, self.out, self.report, self.writer = segmenter, out, report, writer
         self.diameter, self.pixel_size, self.refine_diameter = diameter, pixel_size, refine_diameter
         self.channels, self.planes, self.overlay, self.overwrite, self.coco = channels, planes, overlay, overwrite, coco
+        self.extras, self.measure = tuple(extras), measure  # EXTRA_OUTPUTS keys; measurements in the table
         self.progress = BatchProgress(len(report["inputs"]))
         self.workers = 1 if coco else max(1, workers)  # COCO ids follow the input order
         self._lock = threading.RLock()  # the report, counts and progress, shared by the workers
@@ -394,7 +419,8 @@ class _Run:
                                  "other); rename one")
         run_settings = {"diameter": self.diameter, "pixel_size": self.pixel_size,
                         "refine_diameter": self.refine_diameter, "channels": self.channels, "planes": self.planes,
-                        "overlay": self.overlay, "overwrite": self.overwrite}
+                        "overlay": self.overlay, "overwrite": self.overwrite, "extras": self.extras,
+                        "measure": self.measure}
 
         def merge(path: Path, part: dict) -> None:
             with self._lock:
@@ -425,8 +451,7 @@ class _Run:
         if self.coco:  # COCO results need every image's instances from this run
             self.segment_input(path)
             return
-        if not self.planes and not self.overwrite and completion.is_done(
-                self.out, input_stem(path), output_names(input_stem(path), self.overlay and not is_large(path))):
+        if not self.planes and not self.overwrite and self.is_done(input_stem(path), is_large(path)):
             self.skip(path, "done")
             return
         try:
@@ -438,9 +463,35 @@ class _Run:
         except OSError as error:  # the claim's lock file cannot be made (the rest converts its own)
             raise OutputUnwritable(f"cannot write {describe_os_error(error)}") from None
 
+    def names(self, stem: str, large: bool = False) -> list[str]:
+        """The output file names of one image or plane (`large`: on the blockwise path: no overlay, and only
+        the BLOCKWISE_EXTRAS of the extras)."""
+        extras = [k for k in self.extras if k in BLOCKWISE_EXTRAS] if large else self.extras
+        return output_names(stem, self.overlay and not large, extras)
+
+    def is_done(self, stem: str, large: bool = False) -> bool:
+        """Whether `stem` has all its outputs (`completion.is_done`), and with --measure a table that has the
+        measurements (a table from a run without them is redone)."""
+        names = self.names(stem, large)
+        if not completion.is_done(self.out, stem, names):
+            return False
+        if not self.measure or large:
+            return True
+        try:
+            with open(self.out / names[1]) as f:
+                return "perimeter_px" in f.readline().split(",")
+        except OSError:
+            return False
+
     def segment_input(self, path: Path) -> None:
         from cellpoint.runtime.errors import CellpointError
         from cellpoint.runtime.image_io import read_image, read_planes
+        if "ome_zarr" in self.extras and (self.out / f"{input_stem(path)}.ome.zarr").resolve() == path.resolve():
+            with self._lock:
+                self.image_id += 1
+                self._fail(str(path), "its --ome-zarr output would replace it (the output folder holds the "
+                                      "input); choose another --out", True)
+            return
         if not self.planes and is_large(path):
             ok = self.segment_large(path)
             with self._lock:
@@ -457,8 +508,8 @@ class _Run:
         for label, image in images:
             self.image_id += 1
             stem = output_stem(path, label)
-            names = output_names(stem, self.overlay)
-            if self.planes and not self.overwrite and not self.coco and completion.is_done(self.out, stem, names):
+            names = self.names(stem)
+            if self.planes and not self.overwrite and not self.coco and self.is_done(stem):
                 skipped += 1
                 continue
             if self.segment_plane(path, label, image, stem, names):
@@ -476,10 +527,10 @@ class _Run:
         from cellpoint.runtime.image_io import read_pixel_size
         where = f"{path} plane {label}" if label else str(path)
         begun = time.monotonic()
+        pixel_size = self.pixel_size or read_pixel_size(path)
         try:
             result = self.segmenter.segment(image, diameter=self.diameter, refine_diameter=self.refine_diameter,
-                                            pixel_size=self.pixel_size or read_pixel_size(path),
-                                            on_tile=self.progress.tile_reporter(where))
+                                            pixel_size=pixel_size, on_tile=self.progress.tile_reporter(where))
         except MemoryError:
             self.fail(where, "out of memory (try a smaller --tile, or a larger --diameter)", count=False)
             return False
@@ -487,13 +538,27 @@ class _Run:
             self.fail(where, _reason(path, error), count=False)
             return False
         labels, table = result
+        if self.measure:
+            try:
+                table = self.measured(table, labels, image, pixel_size)
+            except MemoryError:
+                self.fail(where, "out of memory measuring the cells", count=False)
+                return False
+            except Exception as error:  # noqa: BLE001 - one image's failure must not stop the batch
+                self.fail(where, f"measuring the cells: {_reason(path, error)}", count=False)
+                return False
         self.progress.message(f"{where}: {int(labels.max())} cells, diameter {result.diameter:.1f} px "
                               f"({result.diameter_source})" + (f"; image {result.conversion}" if result.conversion
                                                                else ""))
         row = {"image": str(path), "plane": label, "cells": int(labels.max()),
                "diameter_px": round(result.diameter, 2), "diameter_source": result.diameter_source,
-               "conversion": result.conversion}
-        self.write_outputs(stem, names, image, labels, table, row)
+               "conversion": result.conversion, "pixel_size_um": pixel_size}
+        try:
+            self.write_outputs(stem, names, image, labels, table, row)
+        except (ValueError, MemoryError) as error:  # an output that cannot be made of this image's cells
+            self.fail(where, _reason(path, error) if isinstance(error, ValueError) else "out of memory writing "
+                      "the outputs", count=False)
+            return False
         if self.coco:
             self.collect_coco(path, label, labels, table)
         with self._lock:
@@ -511,10 +576,15 @@ class _Run:
         from cellpoint.runtime.image_io import read_pixel_size
         from cellpoint.runtime.lazy_io import label_store, open_lazily, remove_store, write_tiled_labels
         stem = input_stem(path)
-        names = output_names(stem, False)
+        names = self.names(stem, large=True)
         where, begun = str(path), time.monotonic()
-        if self.overlay or self.coco:
-            self.progress.message(f"{path}: too large for an overlay or COCO results; writing labels and table only")
+        refused = [what for what, on in (("an overlay", self.overlay), ("COCO results", self.coco),
+                                         ("ROIs", "rois" in self.extras), ("GeoJSON", "geojson" in self.extras),
+                                         ("measurements", self.measure)) if on]
+        if refused:
+            self.progress.message(f"{path}: too large for {', '.join(refused)}; writing labels, table"
+                                  + (" and OME-Zarr" if "ome_zarr" in self.extras else "") + " only")
+        pixel_size = self.pixel_size or read_pixel_size(path)
         work = self.out / completion.STATE_DIR / "work" / f"{stem}.labels.zarr"
         try:
             completion.forget(self.out, stem)
@@ -522,12 +592,16 @@ class _Run:
             with open_lazily(path) as lazy, _StreamedTable(self.out / names[1]) as table:
                 store = _Guarded(label_store(work, lazy.array.shape[:2]))
                 result = segment_blockwise(self.segmenter, lazy.array, store, diameter=self.diameter,
-                                           pixel_size=self.pixel_size or read_pixel_size(path),
-                                           channels=self.channels, on_block=self.progress.tile_reporter(where, "blocks"),
-                                           on_rows=table.write)
+                                           pixel_size=pixel_size, channels=self.channels,
+                                           on_block=self.progress.tile_reporter(where, "blocks"), on_rows=table.write)
                 write_tiled_labels(self.out / names[0], store.store, result.cells)
+                if "ome_zarr" in self.extras:
+                    from cellpoint.runtime.outputs.ome_zarr import write_ome_zarr
+                    write_ome_zarr(self.out / EXTRA_OUTPUTS["ome_zarr"].format(stem=stem), lazy.array, store.store,
+                                   pixel_size=pixel_size, name=stem, channel_names=self.channel_names(lazy.array))
             row = {"image": str(path), "plane": "", "cells": result.cells, "diameter_px": round(result.diameter, 2),
-                   "diameter_source": result.diameter_source, "conversion": result.conversion}
+                   "diameter_source": result.diameter_source, "conversion": result.conversion,
+                   "pixel_size_um": pixel_size}
             completion.mark_done(self.out, stem, names, row)
         except OutputUnwritable:
             raise
@@ -564,9 +638,49 @@ class _Run:
             write_table_csv(out / names[1], table)
             if self.overlay:
                 write_png(out / names[2], render_overlay(image, labels))
+            self.write_extras(stem, image, labels, table, row.get("pixel_size_um"))
             completion.mark_done(out, stem, names, row)
         except OSError as error:
             raise OutputUnwritable(f"cannot write {describe_os_error(error)}") from None
+
+    def write_extras(self, stem: str, image, labels, table, pixel_size) -> None:
+        """The outputs for other tools asked for (ROIs, GeoJSON, OME-Zarr; `runtime.outputs`), each
+        written atomically. Their per-cell values: the table's columns but bounding box and centroid."""
+        if not self.extras:
+            return
+        cells = {k: v for k, v in table.items() if not k.startswith(("bbox_", "centroid_"))
+                 and not (k == "area" and "area_px" in table)}
+        if "rois" in self.extras or "geojson" in self.extras:
+            from cellpoint.runtime.polygons import instance_polygons
+            polygons = instance_polygons(labels)
+        if "rois" in self.extras:
+            from cellpoint.runtime.outputs.imagej_rois import write_roi_zip
+            write_roi_zip(self.out / EXTRA_OUTPUTS["rois"].format(stem=stem), polygons)
+        if "geojson" in self.extras:
+            from cellpoint.runtime.outputs.geojson import write_geojson
+            write_geojson(self.out / EXTRA_OUTPUTS["geojson"].format(stem=stem), polygons, cells, image_name=stem,
+                          pixel_size=pixel_size)
+        if "ome_zarr" in self.extras:
+            from cellpoint.runtime.outputs.ome_zarr import write_ome_zarr
+            write_ome_zarr(self.out / EXTRA_OUTPUTS["ome_zarr"].format(stem=stem), image, labels,
+                           pixel_size=pixel_size, name=stem, channel_names=self.channel_names(image),
+                           properties=cells)
+
+    def channel_names(self, image) -> list[str]:
+        """Names of the channels of an image as read (c<k>: its channel k in the file, as --channels picked)."""
+        n = image.shape[2] if len(image.shape) == 3 else 1
+        picked = self.channels if self.channels is not None and len(self.channels) == n else range(n)
+        return [f"c{k}" for k in picked]
+
+    def measured(self, table: dict, labels, image, pixel_size) -> dict:
+        """The instance table with `measure.measure_instances`' columns added (its id column and rows are the
+        table's: both ascending ids)."""
+        from cellpoint.runtime.measure import measure_instances
+        names = [name[1:] for name in self.channel_names(image)]
+        measures = measure_instances(labels, image, pixel_size, channel_names=names)
+        if not np.array_equal(measures["id"], table["id"]):
+            raise ValueError("measurements and the instance table list different cells")
+        return {**table, **{k: v for k, v in measures.items() if k != "id"}}
 
     def collect_coco(self, path: Path, label: str, labels, table) -> None:
         from cellpoint.runtime.coco_results import labels_to_coco_results

@@ -1,0 +1,147 @@
+"""Cell outlines as GeoJSON that QuPath imports (drag the file onto the image, or File > Import objects).
+
+A FeatureCollection with one Feature per cell:
+- "id": a UUID (QuPath keeps it as the object's id), the same for the same image name and label on every run;
+- "geometry": a Polygon in pixel coordinates of the full-resolution image, origin at the top-left corner of
+  the top-left pixel (QuPath's convention, and our outlines'); the exterior ring counter-clockwise with the
+  numbers as they are (RFC 7946's winding; clockwise on screen, where y points down), closed (first vertex
+  = last). An outline that touches itself at a corner (a bay of background joined to the outside only
+  diagonally) becomes an exterior plus holes that touch it at that corner, which keeps the geometry valid;
+- "properties": "objectType" ("detection" by default, or "annotation"), "name" (the label id),
+  "measurements" ({name: number}: "label" = the label id, then the table's columns, e.g. score, area_px,
+  area_um2), and "classification" ({"name", "color"}) when one is given.
+
+The collection carries a foreign member "cellpoint" with the image name and its pixel size in µm (null when
+unknown); QuPath ignores it and takes the pixel size from the image it imports onto."""
+from __future__ import annotations
+
+import json
+import math
+import uuid
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import numpy as np
+
+from cellpoint.runtime.image_io import atomic_write
+
+_NAMESPACE = uuid.UUID("7b0e3c2a-5f1d-4c6e-9a38-2f4d8e1b6c90")
+"""The namespace of the features' UUIDs (uuid5 of the image name and the label)."""
+OBJECT_TYPES = ("detection", "annotation")
+
+
+def outline_geometry(vertices: np.ndarray) -> dict:
+    """A GeoJSON geometry (dict) from a float (K,2) outline (x, y) in pixel-corner coordinates, first vertex
+    repeated at the end or not (K ≥ 3 distinct vertices): a Polygon, exterior counter-clockwise and holes
+    clockwise (signed area of the numbers as they are), rings closed; a MultiPolygon in the rare case that a
+    self-touching outline splits into more than one exterior. Whole-number coordinates are written as
+    integers. Raises ValueError for fewer than 3 vertices or non-finite values."""
+    points = np.asarray(vertices, np.float64)
+    if points.ndim != 2 or points.shape[1] != 2 or not np.isfinite(points).all():
+        raise ValueError(f"an outline must be a finite (K,2) array, got shape {points.shape}")
+    if len(points) > 1 and np.array_equal(points[0], points[-1]):
+        points = points[:-1]
+    if len(points) < 3:
+        raise ValueError(f"an outline needs at least 3 vertices, got {len(points)}")
+    loops = [loop for loop in _simple_loops(points) if len(loop) >= 3 and _signed_area(loop) != 0]
+    if not loops:
+        raise ValueError("an outline of zero area")
+    sign = 1.0 if _signed_area(points) >= 0 else -1.0  # the outline's own winding marks its exteriors
+    exteriors = sorted((lp for lp in loops if sign * _signed_area(lp) > 0), key=lambda lp: -abs(_signed_area(lp)))
+    holes = [lp for lp in loops if sign * _signed_area(lp) < 0]
+    polygons = [[_ring(exteriors[0], +1)] + [_ring(h, -1) for h in holes]] + [[_ring(e, +1)] for e in exteriors[1:]]
+    if len(polygons) == 1:
+        return {"type": "Polygon", "coordinates": polygons[0]}
+    return {"type": "MultiPolygon", "coordinates": polygons}
+
+
+def _simple_loops(points: np.ndarray) -> list[np.ndarray]:
+    """Split a closed vertex path at the vertices it visits more than once into loops that visit each vertex
+    once (a path with no repeated vertex is one loop)."""
+    stack: list[int] = []
+    where: dict[tuple[float, float], int] = {}
+    loops = []
+    for k, vertex in enumerate(map(tuple, points.tolist())):
+        if vertex in where:
+            start = where[vertex]
+            loops.append(points[stack[start:]])
+            for j in stack[start + 1:]:
+                del where[tuple(points[j].tolist())]
+            del stack[start + 1:]
+        else:
+            where[vertex] = len(stack)
+            stack.append(k)
+    loops.append(points[stack])
+    return loops
+
+
+def _signed_area(loop: np.ndarray) -> float:
+    x, y = loop[:, 0], loop[:, 1]
+    return float(np.dot(x, np.roll(y, -1)) - np.dot(y, np.roll(x, -1))) / 2
+
+
+def _ring(loop: np.ndarray, winding: int) -> list[list[float | int]]:
+    """A closed GeoJSON ring with the given winding (+1 counter-clockwise, -1 clockwise, numbers as they are)."""
+    if np.sign(_signed_area(loop)) != winding:
+        loop = loop[::-1]
+    closed = np.vstack([loop, loop[:1]])
+    if np.array_equal(closed, np.round(closed)):
+        return closed.astype(np.int64).tolist()
+    return closed.tolist()
+
+
+def cell_features(polygons: Mapping[int, np.ndarray], table: Mapping[str, np.ndarray] | None = None, *,
+                  image_name: str = "", object_type: str = "detection",
+                  classification: tuple[str, Sequence[int]] | None = None) -> list[dict]:
+    """GeoJSON Features (dicts) of cell outlines, ascending label id.
+
+    polygons: {label id: float (K,2) (x, y) vertices in pixel-corner coordinates}. table: {column: (N,)
+    array} with an "id" column; every other numeric column becomes a measurement of the cell with that id
+    (non-finite values are left out: JSON has no NaN). image_name: part of each feature's UUID (so that the
+    cells of different images get different ids). object_type: "detection" (light, many) or "annotation"
+    (editable). classification: (class name, (r, g, b) 0-255) or None."""
+    if object_type not in OBJECT_TYPES:
+        raise ValueError(f"object_type must be one of {OBJECT_TYPES}, got {object_type!r}")
+    rows = _rows(table)
+    features = []
+    for cell in sorted(polygons):
+        measurements: dict[str, float | int] = {"label": int(cell)}
+        measurements.update(rows.get(int(cell), {}))
+        properties: dict = {"objectType": object_type, "name": str(cell), "measurements": measurements}
+        if classification is not None:
+            name, colour = classification
+            properties["classification"] = {"name": str(name), "color": [int(c) for c in colour]}
+        features.append({"type": "Feature", "id": str(uuid.uuid5(_NAMESPACE, f"{image_name}/{int(cell)}")),
+                         "geometry": outline_geometry(polygons[cell]), "properties": properties})
+    return features
+
+
+def _rows(table: Mapping[str, np.ndarray] | None) -> dict[int, dict[str, float | int]]:
+    """{id: {column: value}} of a table's numeric columns other than id, finite values only."""
+    if table is None or "id" not in table:
+        return {}
+    columns = [c for c in table if c != "id" and np.asarray(table[c]).dtype.kind in "biuf"]
+    rows: dict[int, dict[str, float | int]] = {}
+    for k, cell in enumerate(np.asarray(table["id"]).tolist()):
+        row = {}
+        for column in columns:
+            value = np.asarray(table[column])[k].item()
+            if isinstance(value, float) and not math.isfinite(value):
+                continue
+            row[column] = value
+        rows[int(cell)] = row
+    return rows
+
+
+def write_geojson(path, polygons: Mapping[int, np.ndarray], table: Mapping[str, np.ndarray] | None = None, *,
+                  image_name: str = "", pixel_size: float | None = None, object_type: str = "detection",
+                  classification: tuple[str, Sequence[int]] | None = None) -> None:
+    """Write the cell outlines as a GeoJSON FeatureCollection at `path` (atomically), QuPath's import format;
+    arguments as `cell_features`. pixel_size: µm per pixel, recorded in the collection's "cellpoint" member
+    (coordinates stay in pixels, as QuPath expects)."""
+    collection = {"type": "FeatureCollection",
+                  "cellpoint": {"image": image_name, "pixel_size_um": pixel_size, "coordinates": "pixels"},
+                  "features": cell_features(polygons, table, image_name=image_name, object_type=object_type,
+                                            classification=classification)}
+    with atomic_write(Path(path)) as tmp:
+        tmp.write_text(json.dumps(collection, separators=(",", ":")))
