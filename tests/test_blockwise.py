@@ -99,6 +99,27 @@ def test_the_cli_reads_a_large_tiled_tiff_by_blocks_into_a_tiled_label_tiff(tmp_
     assert "skipped 2" in again.output  # recorded as done like any image
 
 
+
+def test_with_dask_a_large_tiff_runs_its_blocks_on_the_cluster_with_the_labels_of_a_local_run(tmp_path, monkeypatch):
+    pytest.importorskip("distributed", reason="Dask's distributed is not installed (pip install 'cellpoint[dask]')")
+    from cellpoint.runtime.cli.segment import segment
+    monkeypatch.setattr(blockwise, "LARGE_PIXELS", 300 * 300)
+    image = synthetic_nuclei(shape=(600, 700), n=120, radius=9, seed=5)[0]
+    tifffile.imwrite(tmp_path / "big.tif", (image * 50).astype(np.uint16), tile=(256, 256), compression="zlib")
+    from cellpoint.runtime.cli import dask_batch
+    runners = []
+    real_runner = dask_batch.dask_block_runner
+    monkeypatch.setattr(dask_batch, "dask_block_runner", lambda *a, **k: runners.append(a) or real_runner(*a, **k))
+    options = ["--diameter", "18", "--precision", "fp32"]
+    local = CliRunner().invoke(segment, [str(tmp_path), "--out", str(tmp_path / "local")] + options)
+    spread = CliRunner().invoke(segment, [str(tmp_path), "--out", str(tmp_path / "dask"), "--dask", "local:2"] + options)
+    assert local.exit_code == 0 and spread.exit_code == 0, spread.output
+    assert len(runners) == 1  # the slide's blocks went to the cluster
+    assert np.array_equal(tifffile.imread(tmp_path / "dask" / "big_labels.tif"),
+                          tifffile.imread(tmp_path / "local" / "big_labels.tif"))
+    assert (tmp_path / "dask" / "big_instances.csv").read_text() == (tmp_path / "local" / "big_instances.csv").read_text()
+
+
 MEMORY_TEST = """
 import importlib, resource, sys, time
 import numpy as np, tifffile

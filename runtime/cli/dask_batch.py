@@ -1,6 +1,7 @@
 """`cellpoint segment --dask ADDRESS|local:N`: a batch spread over the workers of a Dask cluster.
 
-Each input is one task. A worker loads the model package once (kept per worker process) and segments the
+Each input is one task, except slides too large to hold, whose blocks are tasks (merged by the client
+in raster order, so the labels are those of a local run). A worker loads the model package once (kept per worker process) and segments the
 input exactly as a local run does — the same claims, outputs and completion records in the shared output
 folder — and sends back its part of the run report; the client merges them and writes the report. The
 output folder must be one every worker can write (a shared file system on a cluster). Needs the `dask`
@@ -41,10 +42,13 @@ def segment_on_worker(path: str, out: str, model_settings: dict, run_settings: d
 
 
 def run_on_dask(address: str, inputs: list[Path], out: Path, model_settings: dict, run_settings: dict,
-                on_result: Callable[[Path, dict], None]) -> None:
+                on_result: Callable[[Path, dict], None], slides: list[Path] = (),
+                segment_slide: Callable[[Path, Callable], None] | None = None) -> None:
     """Submit every input to the cluster at `address` ("local:N" starts a LocalCluster of N worker
     processes of one thread each) and call on_result(input, report part) as each finishes. A task's
-    exception (e.g. the output cannot be written) is raised here."""
+    exception (e.g. the output cannot be written) is raised here. `slides` (inputs too large to hold) are
+    segmented here by segment_slide(path, run_blocks), with their blocks run as tasks of the cluster
+    (`dask_block_runner`) while the other inputs' tasks run beside them."""
     try:
         from distributed import Client, LocalCluster, as_completed
     except ImportError:
@@ -60,6 +64,8 @@ def run_on_dask(address: str, inputs: list[Path], out: Path, model_settings: dic
     try:
         futures = {client.submit(segment_on_worker, str(path), str(out), model_settings, run_settings,
                                  pure=False): path for path in inputs}
+        for path in slides:
+            segment_slide(path, dask_block_runner(client, model_settings))
         for future in as_completed(futures):
             on_result(futures[future], future.result())
     finally:

@@ -382,6 +382,7 @@ class _Run:
         self._lock = threading.RLock()  # the report, counts and progress, shared by the workers
         self.coco_results: list[dict] = []
         self.image_id = 0  # COCO image ids: input order, one per plane of a stack; a failed read uses one
+        self.run_blocks = None  # where a large image's blocks run (`blockwise.RunBlocks`); None: here
 
     def all(self, inputs: list[Path]) -> None:
         """Every input, one after the other, or `workers` at a time (threads: reading, decoding and writing of
@@ -433,7 +434,16 @@ class _Run:
                 self.progress.image_finished(failed=bool(part["counts"]["failed"]),
                                              skipped=bool(part["counts"]["skipped"]))
                 self.writer.maybe_write(self.report) and self.write_images_table()
-        run_on_dask(address, [p for p in inputs if p not in clashes], self.out, model_settings, run_settings, merge)
+        def segment_slide(path: Path, run_blocks) -> None:
+            self.run_blocks = run_blocks
+            try:
+                self.input(path, clashes)
+            finally:
+                self.run_blocks = None
+        todo = [p for p in inputs if p not in clashes]
+        slides = [p for p in todo if not self.planes and is_large(p)]
+        run_on_dask(address, [p for p in todo if p not in slides], self.out, model_settings, run_settings, merge,
+                    slides, segment_slide)
 
     def input(self, path: Path, clashes: dict) -> None:
         """One input, then the report and images table if they are due."""
@@ -593,7 +603,8 @@ class _Run:
                 store = _Guarded(label_store(work, lazy.array.shape[:2]))
                 result = segment_blockwise(self.segmenter, lazy.array, store, diameter=self.diameter,
                                            pixel_size=pixel_size, channels=self.channels,
-                                           on_block=self.progress.tile_reporter(where, "blocks"), on_rows=table.write)
+                                           on_block=self.progress.tile_reporter(where, "blocks"), on_rows=table.write,
+                                           run_blocks=self.run_blocks)
                 write_tiled_labels(self.out / names[0], store.store, result.cells)
                 if "ome_zarr" in self.extras:
                     from cellpoint.runtime.outputs.ome_zarr import write_ome_zarr
