@@ -1,5 +1,7 @@
 """`cellpoint export`: checkpoint → model package folder (model.onnx, card.json, README.md, samples), for any
-registered method (its spec's `export` says what to trace)."""
+registered method (its spec's `export` says what to trace); with --bioimageio, also (or, for an existing
+package given with --package, only) a bioimage.io model description of the package's network
+(`cellpoint.export.bioimageio`)."""
 from __future__ import annotations
 
 import json
@@ -73,10 +75,22 @@ def _write_json_asset(folder: Path, role: str, content) -> dict:
     return {"source": path.name, "sha256": sha256_file(path)}
 
 
+def write_bioimageio(package, out, authors, licence) -> None:
+    """--bioimageio: describe `package` (a bundled name or folder) for bioimage.io in `out`; a ClickException
+    naming the reason when it cannot be described or fails validation."""
+    from cellpoint.export.bioimageio import DEFAULT_AUTHORS, BioimageioExportError, export_bioimageio
+    from cellpoint.runtime.errors import PackageError
+    try:
+        written = export_bioimageio(package, out, tuple(authors) or DEFAULT_AUTHORS, licence)
+    except (BioimageioExportError, PackageError) as error:
+        raise click.ClickException(str(error))
+    click.echo(f"wrote the bioimage.io description {written.path} (bioimage.io validation: {written.status})")
+
+
 @click.command("export")
-@click.argument("checkpoint", type=click.Path(exists=True, dir_okay=False))
-@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False),
-              help="Package folder to write, e.g. model_cards/objectness-nuclei.")
+@click.argument("checkpoint", required=False, type=click.Path(exists=True, dir_okay=False))
+@click.option("--out", "out_dir", type=click.Path(file_okay=False),
+              help="Package folder to write, e.g. model_cards/objectness-nuclei (required with CHECKPOINT).")
 @click.option("--name", default=None, help="Package name [default: the folder's name].")
 @click.option("--description", default="", help="One-line summary shown by `cellpoint models`.")
 @click.option("--sample", "samples", multiple=True, type=click.Path(exists=True, dir_okay=False),
@@ -105,9 +119,35 @@ def _write_json_asset(folder: Path, role: str, content) -> dict:
               help="Train images int8 is calibrated on; repeatable [default: the checkpoint's training data sets].")
 @click.option("--max-loss", default=0.005, show_default=True,
               help="Largest F1@0.5 a --precision variant may lose on a val set to ship.")
+@click.option("--bioimageio", "bioimageio_out", type=click.Path(), default=None, metavar="OUT",
+              help="Also write a bioimage.io model description of the package's network to the folder OUT (or "
+              "OUT.zip): ONNX weights, test tensors, cover, documentation, validated with bioimageio.spec. Needs "
+              "pip install 'cellpoint[bioimageio]'; not torch.")
+@click.option("--package", "package", default=None, metavar="NAME|DIR",
+              help="With --bioimageio and no CHECKPOINT: the existing package to describe (a bundled name or a "
+              "folder).")
+@click.option("--author", "authors", multiple=True,
+              help="An author of the bioimage.io description; repeatable [default: cellpoint contributors].")
+@click.option("--licence", default=None, metavar="SPDX",
+              help="The weights' licence in the bioimage.io description [default: the card's].")
 def export(checkpoint, out_dir, name, description, samples, sample_source, sample_licence, eval_sets, notes,
-           decoder_params, refine_diameter, scale_model, atol, precisions, calibrate, max_loss):
-    """Export CHECKPOINT to a self-describing ONNX model package; fails if onnxruntime disagrees with torch."""
+           decoder_params, refine_diameter, scale_model, atol, precisions, calibrate, max_loss, bioimageio_out,
+           package, authors, licence):
+    """Export CHECKPOINT to a self-describing ONNX model package; fails if onnxruntime disagrees with torch.
+
+    Without CHECKPOINT, `--bioimageio OUT --package NAME|DIR` only describes an existing package for
+    bioimage.io (e.g. cellpoint export --bioimageio out/objectness --package objectness-nuclei)."""
+    if checkpoint is None:
+        if bioimageio_out is None or package is None:
+            raise click.UsageError("give CHECKPOINT and --out to export a checkpoint, or --bioimageio OUT --package "
+                                   "NAME|DIR to describe an existing package for bioimage.io")
+        write_bioimageio(package, bioimageio_out, authors, licence)
+        return
+    if package is not None:
+        raise click.UsageError("--package names an existing package to describe; with CHECKPOINT, --bioimageio "
+                               "describes the package exported to --out")
+    if out_dir is None:
+        raise click.UsageError("Missing option '--out' (the package folder to write)")
     if precisions and not eval_sets:
         raise click.UsageError("--precision needs --eval: a variant ships only when measured on val")
     try:
@@ -219,3 +259,5 @@ def export(checkpoint, out_dir, name, description, samples, sample_source, sampl
                 click.echo(str(rejected))
             except (ValueError, FileNotFoundError) as error:
                 raise click.ClickException(str(error))
+    if bioimageio_out is not None:
+        write_bioimageio(out, bioimageio_out, authors, licence)

@@ -109,9 +109,10 @@ def segment_blockwise(segmenter, image, labels_out, *, diameter: float | None = 
     strides = [o.stride for o in segmenter.package.card.outputs] or [1]
     used, grid = aligned_diameter(segmenter.diameter, used, max(strides))
     zoom = segmenter.diameter / used
-    side = max(grid, round(block / zoom / grid) * grid)
-    halo = math.ceil(HALO_DIAMETERS * used + segmenter.package.card.tiling.overlap / zoom)
-    halo = -(-halo // grid) * grid
+    needed = math.ceil(HALO_DIAMETERS * used + segmenter.package.card.tiling.overlap / zoom)
+    halo = -(-needed // grid) * grid  # so that windows start on the grid
+    # the core gives back what the halo's rounding took, so a block with its halo is no larger than before
+    side = max(grid, math.floor((block / zoom - 2 * (halo - needed)) / grid) * grid)
     blocks = core_blocks(h, w, side)
     windows = [(max(0, y0 - halo), min(h, y1 + halo), max(0, x0 - halo), min(w, x1 + halo)) for y0, y1, x0, x1 in blocks]
     # whole network px of each window's corner (whole because the grid is aligned)

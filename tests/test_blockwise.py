@@ -142,8 +142,10 @@ except SystemExit as exit:
 @pytest.mark.timeout(300)
 def test_a_tiled_image_larger_than_the_memory_cap_is_segmented_by_blocks(tiny_package, tmp_path):
     """An 8,192² 16-bit tiled TIFF (134 MB of pixels, 268 MB as the float32 the network needs; its label
-    image 268 MB as uint32) under an address-space cap of 250 MB above what the loaded model uses: the
-    block path reads, segments and writes it."""
+    image 268 MB as uint32) under an address-space cap of 300 MB above what the loaded model uses — less
+    than the whole-image path needs for the float32 image and its labels alone (536 MB): the block path
+    reads, segments and writes it. (The cap was 250 MB; aligning blocks to the network's grid left the
+    numpy peak (213 MB) and the peak RSS as they were, but moved address-space reservations past 250.)"""
     import os
     import subprocess
     import sys
@@ -156,7 +158,7 @@ def test_a_tiled_image_larger_than_the_memory_cap_is_segmented_by_blocks(tiny_pa
     # keep them few, as the cap would otherwise measure the number of threads
     env = dict(os.environ, MALLOC_ARENA_MAX="2")
     result = subprocess.run([sys.executable, "-c", MEMORY_TEST, str(tiny_package), str(tmp_path / "slide.tif"),
-                             str(out), "250"], capture_output=True, text=True, timeout=280, env=env)
+                             str(out), "300"], capture_output=True, text=True, timeout=280, env=env)
     assert result.returncode == 0 and "Traceback" not in result.stderr, result.stderr[-2000:]
     with tifffile.TiffFile(out / "slide_labels.tif") as tif:
         assert tif.pages[0].shape == (side, side) and tif.pages[0].is_tiled
