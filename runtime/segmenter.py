@@ -255,6 +255,12 @@ class Segmenter:
         table = {c: np.concatenate([p[c] for p in parts]) if parts else np.zeros(0) for c in columns}
         return SegmentationResult(labels, table, found.diameter, self.name, found.diameter_source, found.conversion)
 
+    def segment_stream(self, frames, **options):
+        """Segment an iterable of frames in order, reading the next while this one is segmented; yields
+        `stream.FrameResult` (the result and per-frame timing, ms). See `cellpoint.runtime.stream`."""
+        from cellpoint.runtime.stream import segment_stream
+        return segment_stream(self, frames, **options)
+
     def estimate_diameter(self, image: np.ndarray, channels: Sequence[int] | None = None) -> float | None:
         """The typical cell diameter (image px) of `image` by the package's scale graph; None when the
         package has none or sees no cells."""

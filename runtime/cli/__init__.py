@@ -1,4 +1,4 @@
-"""The `cellpoint` command: `segment` and `models` live here; other subcommands (labels, train, evaluate,
+"""The `cellpoint` command: `segment`, `models` and `serve` live here; other subcommands (labels, train, evaluate,
 export) are found through the `cellpoint.commands` entry points, so the runtime never imports them."""
 from __future__ import annotations
 
@@ -45,6 +45,8 @@ def main():
 
 from cellpoint.runtime.cli.models import models  # noqa: E402
 from cellpoint.runtime.cli.segment import segment  # noqa: E402
+from cellpoint.runtime.cli.serve import serve  # noqa: E402
 
 main.add_command(segment)
 main.add_command(models)
+main.add_command(serve)
