@@ -28,7 +28,6 @@ import http.client
 import io
 import json
 import os
-import platform
 import signal
 import socket
 import subprocess
@@ -41,6 +40,7 @@ import numpy as np
 import tifffile
 
 from cellpoint.runtime import Segmenter
+from machine import cpu_model  # benchmarks/machine.py (the script's folder is on sys.path)
 from cellpoint.runtime.image_io import read_image
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -234,16 +234,6 @@ def table(rows: list[dict]) -> str:
                      f"{a['p99_ms']:.0f} | {s['median_ms']:.0f} / {s['p95_ms']:.0f} / {s['p99_ms']:.0f} | "
                      f"{added:+.0f} ms ({100 * added / a['median_ms']:+.1f}%) | {s['p99_ms'] / s['median_ms']:.2f} |")
     return "\n".join(lines)
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def main(argv=None):

@@ -35,6 +35,7 @@ import numpy as np
 import torch
 
 from cellpoint.runtime import Segmenter
+from machine import cpu_model  # benchmarks/machine.py (the script's folder is on sys.path)
 from cellpoint.runtime.image_io import read_image
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -45,16 +46,6 @@ def mirror_tile(sample: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     pad = [(0, max(0, shape[0] - sample.shape[0])), (0, max(0, shape[1] - sample.shape[1]))]
     pad += [(0, 0)] * (sample.ndim - 2)
     return np.pad(sample, pad, mode="symmetric")[:shape[0], :shape[1]]
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 INSTANSEG_CONFIG = {  # instanseg/scripts/train.py defaults, one input channel

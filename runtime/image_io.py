@@ -195,6 +195,19 @@ def _plane_labels(stack_axes: str, shape: tuple[int, ...]) -> list[str]:
     return ["".join(f"{p}{i}" for p, i in zip(prefixes, index)) for index in np.ndindex(*shape)]
 
 
+def opencv_to_rgb(image: np.ndarray) -> np.ndarray:
+    """An image as OpenCV decodes it ((H,W) or (H,W,C), BGR(A) order) → (H,W) for one channel, else
+    (H,W,C) in RGB(A) order."""
+    if image.ndim == 3:
+        if image.shape[2] == 1:
+            return image[:, :, 0]
+        if image.shape[2] == 3:
+            return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+        if image.shape[2] == 4:
+            return cv2.cvtColor(image, cv2.COLOR_BGRA2RGBA)
+    return image
+
+
 def _read_cv2(path: Path) -> np.ndarray:
     """PNG/JPEG/BMP -> (H,W) or (H,W,C) with RGB(A) channel order."""
     try:
@@ -212,13 +225,7 @@ def _read_cv2(path: Path) -> np.ndarray:
     if min(image.shape[:2]) < MIN_SIDE:
         raise ImageReadError(path, f"image of {image.shape[1]}×{image.shape[0]} px is too small to segment "
                                    f"(at least {MIN_SIDE}×{MIN_SIDE} px)")
-    if image.ndim == 3:
-        if image.shape[2] == 1:
-            image = image[:, :, 0]
-        elif image.shape[2] == 3:
-            image = cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
-        elif image.shape[2] == 4:
-            image = cv2.cvtColor(image, cv2.COLOR_BGRA2RGBA)
+    image = opencv_to_rgb(image)
     if image.ndim not in (2, 3):
         raise ImageReadError(path, f"image has shape {image.shape}; expected 2-D (H,W) or 3-D (H,W,C)")
     return image

@@ -19,7 +19,7 @@ import numpy as np
 import tifffile
 
 from cellpoint.runtime.errors import ImageError
-from cellpoint.runtime.image_io import _check_values, _collapse_gray, _guess_axes
+from cellpoint.runtime.image_io import _check_values, _collapse_gray, _guess_axes, opencv_to_rgb
 from cellpoint.runtime.limits import MIN_SIDE
 
 TIFF_MAGIC = (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")  # classic TIFF and BigTIFF, both byte orders
@@ -166,14 +166,7 @@ def decode_png(data: memoryview, max_bytes: int) -> np.ndarray:
     if min(image.shape[:2]) < MIN_SIDE:
         raise FrameError(f"a frame of {image.shape[1]}×{image.shape[0]} px is too small to segment "
                          f"(at least {MIN_SIDE}×{MIN_SIDE} px)")
-    if image.ndim == 3:
-        if image.shape[2] == 1:
-            image = image[:, :, 0]
-        elif image.shape[2] == 3:
-            image = cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
-        elif image.shape[2] == 4:
-            image = cv2.cvtColor(image, cv2.COLOR_BGRA2RGBA)
-    return _collapse_gray(image)
+    return _collapse_gray(opencv_to_rgb(image))
 
 
 def _mb(nbytes: int) -> str:
