@@ -377,3 +377,16 @@ def test_curl_examples(server, frame, expected, tmp_path):
                           str(tmp_path / "bad_labels.tif")], capture_output=True, text=True, timeout=120)
     assert run.returncode == 1 and "neither a TIFF nor a PNG" in run.stderr
     assert not (tmp_path / "bad_labels.tif").exists()
+
+
+def test_the_readme_curl_call_runs_as_shown(server, frame, expected, tmp_path):
+    curl = shutil.which("curl")
+    if not curl:
+        pytest.skip("curl not found: the README's curl call is not tested here")
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    line = next(x for x in readme.split("## In the acquisition loop", 1)[1].splitlines() if x.startswith("curl "))
+    tifffile.imwrite(tmp_path / "frame.tif", frame)
+    command = line.replace("http://127.0.0.1:8765", server.url)
+    run = subprocess.run(command, shell=True, cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr
+    assert np.array_equal(tifffile.imread(tmp_path / "labels.tif"), expected)
