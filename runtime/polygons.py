@@ -26,6 +26,14 @@ def instance_polygons(labels: np.ndarray, table: dict[str, np.ndarray] | None = 
     returned are those present in `labels` either way).
     Returns {id: float64 (K,2) vertices (x, y) in pixel-corner coordinates}, clockwise on screen (y down;
     counter-clockwise with y up), the first vertex not repeated, corners only (no collinear vertices)."""
+    return {i: rings[0] for i, rings in instance_outlines(labels, holes=False).items()}
+
+
+def instance_outlines(labels: np.ndarray, holes: bool = True) -> dict[int, list[np.ndarray]]:
+    """Every instance's outer boundary and, with `holes`, the boundaries of the holes in it: {id: [outer,
+    hole, …]}, each a float64 (K,2) ring as `instance_polygons` gives (holes run the other way:
+    counter-clockwise on screen). Holes are given for cells in one part; a cell in parts that touch only at
+    a corner keeps its largest part's outer boundary alone."""
     lab = np.pad(np.asarray(labels), 1)
     if lab.ndim != 2:
         raise ValueError(f"labels must be (H,W), got shape {np.shape(labels)}")
@@ -36,17 +44,20 @@ def instance_polygons(labels: np.ndarray, table: dict[str, np.ndarray] | None = 
     code = code.astype(np.int64)
     following = _next_edges(code, x, y, d, lab.shape[1] + 1, lab.shape[0] + 1)
     loop, rank = _loops(following)
-    chosen = _outer_loops(loop, code, x, y, d)
+    outer, inner = _outer_loops(loop, code, x, y, d)
+    chosen = outer | inner if holes else outer
     keep = chosen[loop]
-    order = np.lexsort((rank[keep], loop[keep]))
+    # rings in order: by cell, the outer ring first (outer sorts before its holes), then along each loop
+    order = np.lexsort((rank[keep], loop[keep], ~outer[loop[keep]], code[keep]))
     e = np.flatnonzero(keep)[order]
     corner = d[e] != d[following[e]]  # the vertex where edge e ends is a corner when the next edge turns
     ends_x, ends_y = x[e] + _DX[d[e]], y[e] + _DY[d[e]]
-    vx, vy, vcode = ends_x[corner] - 1.0, ends_y[corner] - 1.0, code[e][corner]
-    split = np.flatnonzero(np.diff(vcode)) + 1
-    ids = code_ids[vcode[np.r_[0, split]]]
-    return {int(i): np.stack([px, py], axis=1)
-            for i, px, py in zip(ids, np.split(vx, split), np.split(vy, split))}
+    vx, vy, vloop, vcode = ends_x[corner] - 1.0, ends_y[corner] - 1.0, loop[e][corner], code[e][corner]
+    split = np.flatnonzero(np.diff(vloop)) + 1
+    out: dict[int, list[np.ndarray]] = {}
+    for c, px, py in zip(vcode[np.r_[0, split]], np.split(vx, split), np.split(vy, split)):
+        out.setdefault(int(code_ids[c]), []).append(np.stack([px, py], axis=1))
+    return out
 
 
 def mask_outline(mask: np.ndarray) -> np.ndarray:
@@ -115,14 +126,18 @@ def _loops(following: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return head, rank
 
 
-def _outer_loops(loop, code, x, y, d) -> np.ndarray:
-    """A boolean mask over loop ids (indexed by edge index): True for the loop of largest signed area of
-    each cell — its outer boundary (holes run the other way and have negative area)."""
+def _outer_loops(loop, code, x, y, d) -> tuple[np.ndarray, np.ndarray]:
+    """Boolean masks over loop ids (indexed by edge index): the loop of largest signed area of each cell —
+    its outer boundary — and the holes (negative area: they run the other way) of cells that have one
+    outer loop only."""
     cross = x * (y + _DY[d]) - (x + _DX[d]) * y
     area = np.bincount(loop, weights=cross, minlength=loop.size)
     heads = np.flatnonzero(loop == np.arange(loop.size))
     best = heads[np.lexsort((-area[heads], code[heads]))]
     first_of_cell = np.r_[True, np.diff(code[best]) != 0]
-    chosen = np.zeros(loop.size, bool)
-    chosen[best[first_of_cell]] = True
-    return chosen
+    outer = np.zeros(loop.size, bool)
+    outer[best[first_of_cell]] = True
+    parts = np.bincount(code[heads], weights=area[heads] > 0, minlength=int(code.max()) + 1)
+    inner = np.zeros(loop.size, bool)
+    inner[heads] = (area[heads] < 0) & (parts[code[heads]] == 1)
+    return outer, inner

@@ -16,7 +16,7 @@ from cellpoint.runtime.cli.segment import segment
 from cellpoint.runtime.outputs.geojson import cell_features, outline_geometry, write_geojson
 from cellpoint.runtime.outputs.imagej_rois import write_roi_zip
 from cellpoint.runtime.outputs.ome_zarr import level_shapes, write_ome_zarr
-from cellpoint.runtime.polygons import instance_polygons
+from cellpoint.runtime.polygons import instance_outlines, instance_polygons
 from conftest import synthetic_nuclei
 
 roifile = pytest.importorskip("roifile")
@@ -46,7 +46,7 @@ def outline_cases() -> np.ndarray:
 
 
 def cell_without_holes(labels: np.ndarray, label: int) -> np.ndarray:
-    """A cell's mask with its holes filled: what its outer outline (the only one ROIs and GeoJSON get from
+    """A cell's mask with its holes filled: what its outer outline (the only one an ROI gets, from
     `instance_polygons`) gives back. Only cell 4 of `outline_cases` has a hole (IoU 0.78 with the ring)."""
     mask = labels == label
     if label == 4:
@@ -180,13 +180,13 @@ def test_geojson_is_valid_for_quPath_and_fills_back_to_the_cells(tmp_path):
     labels = outline_cases()
     table = {"id": np.arange(1, 10, dtype=np.uint32), "score": np.linspace(0.5, 0.9, 9).astype(np.float32),
              "area_um2": np.r_[np.nan, np.ones(8)]}
-    write_geojson(tmp_path / "cells.geojson", instance_polygons(labels), table, image_name="img", pixel_size=0.5)
+    write_geojson(tmp_path / "cells.geojson", instance_outlines(labels), table, image_name="img", pixel_size=0.5)
     collection = json.loads((tmp_path / "cells.geojson").read_text())
     assert collection["cellpoint"]["pixel_size_um"] == 0.5
     features = check_geojson(collection)
     assert sorted(features) == list(range(1, 10))
     for label, feature in features.items():
-        assert np.array_equal(fill(feature["geometry"], labels.shape), cell_without_holes(labels, label)), label
+        assert np.array_equal(fill(feature["geometry"], labels.shape), labels == label), label  # holes too
         assert feature["properties"]["measurements"]["score"] == pytest.approx(table["score"][label - 1])
     assert "area_um2" not in features[1]["properties"]["measurements"]      # NaN: left out
     assert features[5]["geometry"]["type"] == "Polygon" and len(features[5]["geometry"]["coordinates"]) == 2

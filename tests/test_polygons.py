@@ -76,3 +76,27 @@ def _holes(mask: np.ndarray) -> np.ndarray:
     padded = np.pad(~mask, 1, constant_values=True).astype(np.uint8)
     _, parts = cv2.connectedComponents(padded, connectivity=4)
     return (parts[1:-1, 1:-1] != parts[0, 0]) & ~mask
+
+
+def test_outlines_with_holes_fill_back_to_the_mask_by_the_even_odd_rule():
+    from cellpoint.runtime.polygons import instance_outlines
+    labels = np.zeros((40, 60), np.int32)
+    labels[5:25, 5:25] = 1
+    labels[10:20, 10:20] = 0            # a hole
+    labels[12:15, 12:15] = 2            # a cell inside the hole
+    labels[5:30, 35:55] = 3
+    labels[8:12, 40:44] = 0             # two holes in one cell
+    labels[20:25, 45:50] = 0
+    outlines = instance_outlines(labels)
+    assert [len(outlines[i]) for i in (1, 2, 3)] == [2, 1, 3]
+    for i, rings in outlines.items():
+        filled = np.zeros(labels.shape, bool)
+        for ring in rings:
+            filled ^= _fill(ring, labels.shape)  # even-odd: a hole ring takes its pixels out again
+        np.testing.assert_array_equal(filled, labels == i)
+        assert all(np.sign(_area(r)) == (1 if k == 0 else -1) for k, r in enumerate(rings))
+
+
+def _area(ring: np.ndarray) -> float:
+    x, y = ring[:, 0], ring[:, 1]
+    return 0.5 * float(np.dot(x, np.roll(y, -1)) - np.dot(np.roll(x, -1), y))

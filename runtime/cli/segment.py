@@ -662,14 +662,15 @@ class _Run:
         cells = {k: v for k, v in table.items() if not k.startswith(("bbox_", "centroid_"))
                  and not (k == "area" and "area_px" in table)}
         if "rois" in self.extras or "geojson" in self.extras:
-            from cellpoint.runtime.polygons import instance_polygons
-            polygons = instance_polygons(labels)
-        if "rois" in self.extras:
+            from cellpoint.runtime.polygons import instance_outlines
+            outlines = instance_outlines(labels)  # {id: [outer, *holes]}
+        if "rois" in self.extras:  # an ImageJ polygon ROI has no holes: the outer outline
             from cellpoint.runtime.outputs.imagej_rois import write_roi_zip
-            write_roi_zip(self.out / EXTRA_OUTPUTS["rois"].format(stem=stem), polygons)
+            write_roi_zip(self.out / EXTRA_OUTPUTS["rois"].format(stem=stem),
+                          {cell: rings[0] for cell, rings in outlines.items()})
         if "geojson" in self.extras:
             from cellpoint.runtime.outputs.geojson import write_geojson
-            write_geojson(self.out / EXTRA_OUTPUTS["geojson"].format(stem=stem), polygons, cells, image_name=stem,
+            write_geojson(self.out / EXTRA_OUTPUTS["geojson"].format(stem=stem), outlines, cells, image_name=stem,
                           pixel_size=pixel_size)
         if "ome_zarr" in self.extras:
             from cellpoint.runtime.outputs.ome_zarr import write_ome_zarr

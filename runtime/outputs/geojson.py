@@ -30,12 +30,16 @@ _NAMESPACE = uuid.UUID("7b0e3c2a-5f1d-4c6e-9a38-2f4d8e1b6c90")
 OBJECT_TYPES = ("detection", "annotation")
 
 
-def outline_geometry(vertices: np.ndarray) -> dict:
+def outline_geometry(vertices, holes: Sequence[np.ndarray] = ()) -> dict:
     """A GeoJSON geometry (dict) from a float (K,2) outline (x, y) in pixel-corner coordinates, first vertex
-    repeated at the end or not (K ≥ 3 distinct vertices): a Polygon, exterior counter-clockwise and holes
-    clockwise (signed area of the numbers as they are), rings closed; a MultiPolygon in the rare case that a
-    self-touching outline splits into more than one exterior. Whole-number coordinates are written as
-    integers. Raises ValueError for fewer than 3 vertices or non-finite values."""
+    repeated at the end or not (K ≥ 3 distinct vertices), and the outlines of the `holes` in it (or
+    `vertices` a list: [outline, *holes], as `polygons.instance_outlines` gives): a Polygon, exterior
+    counter-clockwise and holes clockwise (signed area of the numbers as they are), rings closed; a
+    MultiPolygon in the rare case that a self-touching outline splits into more than one exterior.
+    Whole-number coordinates are written as integers. Raises ValueError for fewer than 3 vertices or
+    non-finite values."""
+    if isinstance(vertices, (list, tuple)):
+        vertices, holes = vertices[0], list(vertices[1:]) + list(holes)
     points = np.asarray(vertices, np.float64)
     if points.ndim != 2 or points.shape[1] != 2 or not np.isfinite(points).all():
         raise ValueError(f"an outline must be a finite (K,2) array, got shape {points.shape}")
@@ -48,8 +52,8 @@ def outline_geometry(vertices: np.ndarray) -> dict:
         raise ValueError("an outline of zero area")
     sign = 1.0 if _signed_area(points) >= 0 else -1.0  # the outline's own winding marks its exteriors
     exteriors = sorted((lp for lp in loops if sign * _signed_area(lp) > 0), key=lambda lp: -abs(_signed_area(lp)))
-    holes = [lp for lp in loops if sign * _signed_area(lp) < 0]
-    polygons = [[_ring(exteriors[0], +1)] + [_ring(h, -1) for h in holes]] + [[_ring(e, +1)] for e in exteriors[1:]]
+    inner = [lp for lp in loops if sign * _signed_area(lp) < 0] + [np.asarray(h, np.float64) for h in holes]
+    polygons = [[_ring(exteriors[0], +1)] + [_ring(h, -1) for h in inner]] + [[_ring(e, +1)] for e in exteriors[1:]]
     if len(polygons) == 1:
         return {"type": "Polygon", "coordinates": polygons[0]}
     return {"type": "MultiPolygon", "coordinates": polygons}
@@ -90,12 +94,13 @@ def _ring(loop: np.ndarray, winding: int) -> list[list[float | int]]:
     return closed.tolist()
 
 
-def cell_features(polygons: Mapping[int, np.ndarray], table: Mapping[str, np.ndarray] | None = None, *,
+def cell_features(polygons: Mapping[int, np.ndarray | list[np.ndarray]], table: Mapping[str, np.ndarray] | None = None, *,
                   image_name: str = "", object_type: str = "detection",
                   classification: tuple[str, Sequence[int]] | None = None) -> list[dict]:
     """GeoJSON Features (dicts) of cell outlines, ascending label id.
 
-    polygons: {label id: float (K,2) (x, y) vertices in pixel-corner coordinates}. table: {column: (N,)
+    polygons: {label id: float (K,2) (x, y) vertices in pixel-corner coordinates, or a list [outline,
+    *holes] of them (`polygons.instance_outlines`)}. table: {column: (N,)
     array} with an "id" column; every other numeric column becomes a measurement of the cell with that id
     (non-finite values are left out: JSON has no NaN). image_name: part of each feature's UUID (so that the
     cells of different images get different ids). object_type: "detection" (light, many) or "annotation"
@@ -133,7 +138,7 @@ def _rows(table: Mapping[str, np.ndarray] | None) -> dict[int, dict[str, float |
     return rows
 
 
-def write_geojson(path, polygons: Mapping[int, np.ndarray], table: Mapping[str, np.ndarray] | None = None, *,
+def write_geojson(path, polygons: Mapping[int, np.ndarray | list[np.ndarray]], table: Mapping[str, np.ndarray] | None = None, *,
                   image_name: str = "", pixel_size: float | None = None, object_type: str = "detection",
                   classification: tuple[str, Sequence[int]] | None = None) -> None:
     """Write the cell outlines as a GeoJSON FeatureCollection at `path` (atomically), QuPath's import format;
