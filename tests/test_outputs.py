@@ -165,13 +165,20 @@ def check_ngff_models(path) -> None:
 
 def test_roi_zip_outlines_fill_back_to_their_cells(tmp_path):
     labels = outline_cases()
-    write_roi_zip(tmp_path / "rois.zip", instance_polygons(labels))
+    write_roi_zip(tmp_path / "outer.zip", instance_polygons(labels))
+    for roi in roifile.roiread(tmp_path / "outer.zip"):
+        assert roi.roitype == roifile.ROI_TYPE.TRACED
+        assert np.array_equal(fill(roi.coordinates(), labels.shape), cell_without_holes(labels, int(roi.name)))
+    write_roi_zip(tmp_path / "rois.zip", instance_outlines(labels))
     rois = roifile.roiread(tmp_path / "rois.zip")
     assert [r.name for r in rois] == [str(i) for i in range(1, 10)]
+    assert sum(roi.composite for roi in rois) == 1  # cell 4, the ring, as ImageJ's ShapeRoi
     for roi in rois:
-        assert roi.roitype == roifile.ROI_TYPE.TRACED
-        mask = fill(roi.coordinates(), labels.shape)
-        assert np.array_equal(mask, cell_without_holes(labels, int(roi.name))), roi.name
+        rings = roi.coordinates(multi=True) if roi.composite else [roi.coordinates()]
+        mask = np.zeros(labels.shape, bool)
+        for ring in rings:
+            mask ^= fill(np.asarray(ring, np.float64), labels.shape)  # even-odd, as ImageJ fills a ShapeRoi
+        assert np.array_equal(mask, labels == int(roi.name)), roi.name
     write_roi_zip(tmp_path / "none.zip", {})
     assert roifile.roiread(tmp_path / "none.zip") == []
 

@@ -664,10 +664,9 @@ class _Run:
         if "rois" in self.extras or "geojson" in self.extras:
             from cellpoint.runtime.polygons import instance_outlines
             outlines = instance_outlines(labels)  # {id: [outer, *holes]}
-        if "rois" in self.extras:  # an ImageJ polygon ROI has no holes: the outer outline
+        if "rois" in self.extras:
             from cellpoint.runtime.outputs.imagej_rois import write_roi_zip
-            write_roi_zip(self.out / EXTRA_OUTPUTS["rois"].format(stem=stem),
-                          {cell: rings[0] for cell, rings in outlines.items()})
+            write_roi_zip(self.out / EXTRA_OUTPUTS["rois"].format(stem=stem), outlines)
         if "geojson" in self.extras:
             from cellpoint.runtime.outputs.geojson import write_geojson
             write_geojson(self.out / EXTRA_OUTPUTS["geojson"].format(stem=stem), outlines, cells, image_name=stem,

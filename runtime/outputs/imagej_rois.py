@@ -1,5 +1,5 @@
-"""Cell outlines as an ImageJ/Fiji ROI set: a zip of `.roi` files, one polygon ROI per cell, named by its
-label id (written with `roifile`). Fiji: File > Open the zip (or drag it) fills the ROI Manager.
+"""Cell outlines as an ImageJ/Fiji ROI set: a zip of `.roi` files, one polygon ROI per cell (a composite
+ROI for a cell with holes), named by its label id (written with `roifile`). Fiji: File > Open the zip (or drag it) fills the ROI Manager.
 
 ImageJ's polygon coordinates are pixel corners, as ours are (pixel (r, c) covers x ∈ [c, c+1],
 y ∈ [r, r+1]), and ImageJ fills a polygon by the pixel-centre rule, so an outline traced along pixel edges
@@ -36,14 +36,43 @@ def polygon_roi(name: str, vertices: np.ndarray, position: int | None = None):
     return roi
 
 
-def write_roi_zip(path, polygons: Mapping[int, np.ndarray], position: int | None = None) -> None:
-    """Write `polygons` ({label id: float (K,2) (x, y) vertices in pixel-corner coordinates}, e.g. from
-    `polygons.instance_polygons`) as an ImageJ ROI zip at `path`, atomically: one ROI per id in ascending
-    order, named by the id (entry `<id>.roi`). An empty mapping gives a zip with no entries. position: the
+def composite_roi(name: str, rings, position: int | None = None):
+    """One composite `roifile.ImagejRoi` (ImageJ's ShapeRoi) from whole-number (K,2) rings (x, y) in
+    pixel-corner coordinates: the outline first, then the outlines of its holes. Its path (MOVETO, LINETO …,
+    CLOSE per ring) is in image coordinates; ImageJ fills it by the even-odd rule, so the holes stay empty."""
+    from roifile import ROI_TYPE
+    roi = polygon_roi(name, rings[0], position)
+    path: list[float] = []
+    for ring in rings:
+        ring = np.asarray(ring, np.float64)
+        path += [0, *ring[0]]
+        for vertex in ring[1:]:
+            path += [1, *vertex]
+        path.append(4)
+    roi.roitype = ROI_TYPE.RECT  # a composite ROI is a RECT with shape data
+    roi.multi_coordinates = np.asarray(path, np.float32)
+    roi.shape_roi_size = len(path)
+    roi.integer_coordinates = roi.subpixel_coordinates = None
+    roi.n_coordinates = 0
+    return roi
+
+
+def write_roi_zip(path, polygons: Mapping[int, np.ndarray | list[np.ndarray]], position: int | None = None) -> None:
+    """Write `polygons` ({label id: float (K,2) (x, y) vertices in pixel-corner coordinates, or a list
+    [outline, *holes] of them, e.g. from `polygons.instance_outlines`}) as an ImageJ ROI zip at `path`,
+    atomically: one ROI per id in ascending order, named by the id (entry `<id>.roi`); a polygon (traced)
+    ROI, or a composite ROI for a cell with holes. An empty mapping gives a zip with no entries. position: the
     stack slice (0-based) the ROIs belong to, or None for a 2-D image. Raises ValueError for a polygon of
     fewer than 3 vertices."""
     from roifile import roiwrite
-    rois = [polygon_roi(str(cell), polygons[cell], position) for cell in sorted(polygons)]
+
+    def roi(cell):
+        rings = polygons[cell]
+        if isinstance(rings, np.ndarray):
+            return polygon_roi(str(cell), rings, position)
+        return (polygon_roi(str(cell), rings[0], position) if len(rings) == 1
+                else composite_roi(str(cell), rings, position))
+    rois = [roi(cell) for cell in sorted(polygons)]
     with atomic_write(Path(path)) as tmp:
         if rois:
             roiwrite(tmp, rois, mode="w")
