@@ -4,8 +4,8 @@ Coordinates are pixel corners: pixel (row r, column c) covers x ∈ [c, c+1], y 
 along the edges between a cell's pixels and the rest encloses exactly the cell's pixel centres, so a viewer
 that fills it by the usual rule (pixel centre inside) gets the cell's mask back — which a contour through
 pixel centres (OpenCV's `findContours`) does not: it loses half a pixel all round. This is the outline
-ImageJ's "Create Selection" makes. Holes are left out (one polygon per cell, its outer boundary); a cell
-made of parts that touch only at a corner keeps the largest part's outline.
+ImageJ's "Create Selection" makes. `instance_polygons` gives one ring per cell (its largest part's outer
+boundary); `instance_outlines` gives all of a cell's rings — its parts and its holes.
 
 All cells are traced at once with array operations (no loop over cells or edges): every boundary edge
 points to the next one along its cell's boundary, and the loops of that mapping are found and put in order
@@ -26,14 +26,16 @@ def instance_polygons(labels: np.ndarray, table: dict[str, np.ndarray] | None = 
     returned are those present in `labels` either way).
     Returns {id: float64 (K,2) vertices (x, y) in pixel-corner coordinates}, clockwise on screen (y down;
     counter-clockwise with y up), the first vertex not repeated, corners only (no collinear vertices)."""
-    return {i: rings[0] for i, rings in instance_outlines(labels, holes=False).items()}
+    return {i: rings[0] for i, rings in instance_outlines(labels, every_part=False).items()}
 
 
-def instance_outlines(labels: np.ndarray, holes: bool = True) -> dict[int, list[np.ndarray]]:
-    """Every instance's outer boundary and, with `holes`, the boundaries of the holes in it: {id: [outer,
-    hole, …]}, each a float64 (K,2) ring as `instance_polygons` gives (holes run the other way:
-    counter-clockwise on screen). Holes are given for cells in one part; a cell in parts that touch only at
-    a corner keeps its largest part's outer boundary alone."""
+def instance_outlines(labels: np.ndarray, every_part: bool = True) -> dict[int, list[np.ndarray]]:
+    """Every boundary of every instance: {id: [ring, …]}, each a float64 (K,2) ring as `instance_polygons`
+    gives. The outer boundaries of the cell's parts come first, largest first (clockwise on screen), then
+    the boundaries of its holes (counter-clockwise). Filled by the even-odd rule (each ring toggles the
+    pixel centres inside it) the rings give back exactly the cell's pixels, whatever its shape: parts apart
+    or touching at a corner, holes, parts inside holes. every_part=False: the largest part's outer boundary
+    alone (what `instance_polygons` returns)."""
     lab = np.pad(np.asarray(labels), 1)
     if lab.ndim != 2:
         raise ValueError(f"labels must be (H,W), got shape {np.shape(labels)}")
@@ -44,11 +46,11 @@ def instance_outlines(labels: np.ndarray, holes: bool = True) -> dict[int, list[
     code = code.astype(np.int64)
     following = _next_edges(code, x, y, d, lab.shape[1] + 1, lab.shape[0] + 1)
     loop, rank = _loops(following)
-    outer, inner = _outer_loops(loop, code, x, y, d)
-    chosen = outer | inner if holes else outer
+    area = _loop_areas(loop, x, y, d)
+    chosen = (loop == np.arange(loop.size)) if every_part else _largest_loops(loop, code, area)
     keep = chosen[loop]
-    # rings in order: by cell, the outer ring first (outer sorts before its holes), then along each loop
-    order = np.lexsort((rank[keep], loop[keep], ~outer[loop[keep]], code[keep]))
+    # rings in order: by cell, by decreasing signed area (parts before holes), then along each loop
+    order = np.lexsort((rank[keep], loop[keep], -area[loop[keep]], code[keep]))
     e = np.flatnonzero(keep)[order]
     corner = d[e] != d[following[e]]  # the vertex where edge e ends is a corner when the next edge turns
     ends_x, ends_y = x[e] + _DX[d[e]], y[e] + _DY[d[e]]
@@ -126,18 +128,19 @@ def _loops(following: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return head, rank
 
 
-def _outer_loops(loop, code, x, y, d) -> tuple[np.ndarray, np.ndarray]:
-    """Boolean masks over loop ids (indexed by edge index): the loop of largest signed area of each cell —
-    its outer boundary — and the holes (negative area: they run the other way) of cells that have one
-    outer loop only."""
+def _loop_areas(loop, x, y, d) -> np.ndarray:
+    """Signed area (shoelace, positive for outer boundaries, negative for holes) of each loop, indexed by
+    its loop id (the smallest edge index on it): float64 (E,)."""
     cross = x * (y + _DY[d]) - (x + _DX[d]) * y
-    area = np.bincount(loop, weights=cross, minlength=loop.size)
+    return np.bincount(loop, weights=cross, minlength=loop.size) / 2
+
+
+def _largest_loops(loop, code, area) -> np.ndarray:
+    """A boolean mask over loop ids: the loop of largest signed area of each cell (its largest part's outer
+    boundary)."""
     heads = np.flatnonzero(loop == np.arange(loop.size))
     best = heads[np.lexsort((-area[heads], code[heads]))]
     first_of_cell = np.r_[True, np.diff(code[best]) != 0]
-    outer = np.zeros(loop.size, bool)
-    outer[best[first_of_cell]] = True
-    parts = np.bincount(code[heads], weights=area[heads] > 0, minlength=int(code.max()) + 1)
-    inner = np.zeros(loop.size, bool)
-    inner[heads] = (area[heads] < 0) & (parts[code[heads]] == 1)
-    return outer, inner
+    chosen = np.zeros(loop.size, bool)
+    chosen[best[first_of_cell]] = True
+    return chosen

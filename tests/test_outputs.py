@@ -374,3 +374,23 @@ def test_ome_zarr_output_never_replaces_its_input(tmp_path):
     result = CliRunner().invoke(segment, [str(folder / "img.ome.zarr"), "--out", str(folder), "--ome-zarr"])
     assert result.exit_code == 1 and "would replace it" in result.output
     assert np.array_equal(np.asarray(read_ngff(folder / "img.ome.zarr")[0].data[0]), image)
+
+
+def test_a_cell_in_parts_with_a_hole_and_an_island_is_one_valid_multipolygon(tmp_path):
+    labels = np.zeros((40, 40), np.int32)
+    labels[2:30, 2:30] = 1
+    labels[8:24, 8:24] = 0      # a hole …
+    labels[12:18, 12:18] = 1    # … with a part of the same cell inside it
+    labels[33:37, 33:37] = 1    # and a part apart
+    write_geojson(tmp_path / "c.geojson", instance_outlines(labels))
+    (feature,) = json.loads((tmp_path / "c.geojson").read_text())["features"]
+    geometry = feature["geometry"]
+    assert geometry["type"] == "MultiPolygon" and sorted(len(p) for p in geometry["coordinates"]) == [1, 1, 2]
+    assert np.array_equal(fill(geometry, labels.shape), labels == 1)
+    check_geojson({"type": "FeatureCollection", "features": [feature]})
+    write_roi_zip(tmp_path / "r.zip", instance_outlines(labels))
+    (roi,) = roifile.roiread(tmp_path / "r.zip")
+    mask = np.zeros(labels.shape, bool)
+    for ring in roi.coordinates(multi=True):
+        mask ^= fill(np.asarray(ring, np.float64), labels.shape)
+    assert roi.composite and np.array_equal(mask, labels == 1)

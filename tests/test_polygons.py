@@ -78,7 +78,7 @@ def _holes(mask: np.ndarray) -> np.ndarray:
     return (parts[1:-1, 1:-1] != parts[0, 0]) & ~mask
 
 
-def test_outlines_with_holes_fill_back_to_the_mask_by_the_even_odd_rule():
+def test_outlines_with_holes_and_parts_fill_back_to_the_mask_by_the_even_odd_rule():
     from cellpoint.runtime.polygons import instance_outlines
     labels = np.zeros((40, 60), np.int32)
     labels[5:25, 5:25] = 1
@@ -87,14 +87,19 @@ def test_outlines_with_holes_fill_back_to_the_mask_by_the_even_odd_rule():
     labels[5:30, 35:55] = 3
     labels[8:12, 40:44] = 0             # two holes in one cell
     labels[20:25, 45:50] = 0
+    labels[32:36, 5:9] = 4              # a cell in three parts: apart, touching another at a corner
+    labels[32:34, 20:22] = 4
+    labels[34:36, 22:24] = 4
     outlines = instance_outlines(labels)
-    assert [len(outlines[i]) for i in (1, 2, 3)] == [2, 1, 3]
+    assert [len(outlines[i]) for i in (1, 2, 3, 4)] == [2, 1, 3, 3]
     for i, rings in outlines.items():
         filled = np.zeros(labels.shape, bool)
         for ring in rings:
             filled ^= _fill(ring, labels.shape)  # even-odd: a hole ring takes its pixels out again
         np.testing.assert_array_equal(filled, labels == i)
-        assert all(np.sign(_area(r)) == (1 if k == 0 else -1) for k, r in enumerate(rings))
+        areas = [_area(r) for r in rings]
+        assert areas == sorted(areas, reverse=True) and areas[0] > 0  # parts (largest first), then holes
+    assert sum(_area(r) > 0 for r in outlines[4]) == 3 and sum(_area(r) < 0 for r in outlines[3]) == 2
 
 
 def _area(ring: np.ndarray) -> float:

@@ -31,15 +31,41 @@ OBJECT_TYPES = ("detection", "annotation")
 
 
 def outline_geometry(vertices, holes: Sequence[np.ndarray] = ()) -> dict:
-    """A GeoJSON geometry (dict) from a float (K,2) outline (x, y) in pixel-corner coordinates, first vertex
-    repeated at the end or not (K ≥ 3 distinct vertices), and the outlines of the `holes` in it (or
-    `vertices` a list: [outline, *holes], as `polygons.instance_outlines` gives): a Polygon, exterior
-    counter-clockwise and holes clockwise (signed area of the numbers as they are), rings closed; a
-    MultiPolygon in the rare case that a self-touching outline splits into more than one exterior.
-    Whole-number coordinates are written as integers. Raises ValueError for fewer than 3 vertices or
-    non-finite values."""
-    if isinstance(vertices, (list, tuple)):
-        vertices, holes = vertices[0], list(vertices[1:]) + list(holes)
+    """A GeoJSON geometry (dict) of one cell from its rings: a float (K,2) outline (x, y) in pixel-corner
+    coordinates (first vertex repeated at the end or not, K ≥ 3 distinct vertices) and the outlines of the
+    `holes` in it; or `vertices` a list of rings as `polygons.instance_outlines` gives them (the outlines of
+    the cell's parts, winding as the first, then its holes, winding the other way). A Polygon, or a
+    MultiPolygon for a cell in parts (or an outline that touches itself and so splits); exteriors
+    counter-clockwise and holes clockwise (signed area of the numbers as they are), each hole in the
+    smallest exterior around it, rings closed. Whole-number coordinates are written as integers. Raises
+    ValueError for fewer than 3 vertices, non-finite values or no area."""
+    rings = [_checked(r) for r in (list(vertices) if isinstance(vertices, (list, tuple)) else [vertices])]
+    rings += [_checked(h) for h in holes]
+    sign = 1.0 if _signed_area(rings[0]) >= 0 else -1.0  # the first outline's winding marks exteriors
+    polygons: list[tuple[np.ndarray, list[np.ndarray]]] = []
+    loose_holes: list[np.ndarray] = []
+    for ring in rings:
+        loops = [loop for loop in _simple_loops(ring) if len(loop) >= 3 and _signed_area(loop) != 0]
+        if sign * _signed_area(ring) <= 0:
+            loose_holes += loops
+            continue
+        exteriors = sorted((lp for lp in loops if sign * _signed_area(lp) > 0), key=lambda lp: -abs(_signed_area(lp)))
+        polygons.append((exteriors[0], [lp for lp in loops if sign * _signed_area(lp) < 0]))
+        polygons += [(e, []) for e in exteriors[1:]]
+    if not polygons:
+        raise ValueError("an outline of zero area")
+    for hole in loose_holes:
+        point = _point_inside(hole)
+        around = [p for p in polygons if _contains(p[0], point)] or polygons[:1]
+        min(around, key=lambda p: abs(_signed_area(p[0])))[1].append(hole)
+    coordinates = [[_ring(e, +1)] + [_ring(h, -1) for h in hs] for e, hs in polygons]
+    if len(coordinates) == 1:
+        return {"type": "Polygon", "coordinates": coordinates[0]}
+    return {"type": "MultiPolygon", "coordinates": coordinates}
+
+
+def _checked(vertices) -> np.ndarray:
+    """A ring as float64 (K,2) without its closing vertex; ValueError unless finite with ≥ 3 vertices."""
     points = np.asarray(vertices, np.float64)
     if points.ndim != 2 or points.shape[1] != 2 or not np.isfinite(points).all():
         raise ValueError(f"an outline must be a finite (K,2) array, got shape {points.shape}")
@@ -47,16 +73,26 @@ def outline_geometry(vertices, holes: Sequence[np.ndarray] = ()) -> dict:
         points = points[:-1]
     if len(points) < 3:
         raise ValueError(f"an outline needs at least 3 vertices, got {len(points)}")
-    loops = [loop for loop in _simple_loops(points) if len(loop) >= 3 and _signed_area(loop) != 0]
-    if not loops:
-        raise ValueError("an outline of zero area")
-    sign = 1.0 if _signed_area(points) >= 0 else -1.0  # the outline's own winding marks its exteriors
-    exteriors = sorted((lp for lp in loops if sign * _signed_area(lp) > 0), key=lambda lp: -abs(_signed_area(lp)))
-    inner = [lp for lp in loops if sign * _signed_area(lp) < 0] + [np.asarray(h, np.float64) for h in holes]
-    polygons = [[_ring(exteriors[0], +1)] + [_ring(h, -1) for h in inner]] + [[_ring(e, +1)] for e in exteriors[1:]]
-    if len(polygons) == 1:
-        return {"type": "Polygon", "coordinates": polygons[0]}
-    return {"type": "MultiPolygon", "coordinates": polygons}
+    return points
+
+
+def _contains(ring: np.ndarray, point: np.ndarray) -> bool:
+    """Whether `point` (x, y) is inside the closed (K,2) `ring` (even-odd ray casting; not for points on it)."""
+    x, y = ring[:, 0], ring[:, 1]
+    x2, y2 = np.roll(x, -1), np.roll(y, -1)
+    crosses = (y > point[1]) != (y2 > point[1])
+    with np.errstate(divide="ignore", invalid="ignore"):
+        at = x + (point[1] - y) * (x2 - x) / (y2 - y)
+    return bool(np.count_nonzero(crosses & (point[0] < at)) % 2)
+
+
+def _point_inside(ring: np.ndarray) -> np.ndarray:
+    """A point strictly inside a ring traced along pixel edges: the centre of the pixel beside the middle
+    of its first edge, on the side the ring encloses."""
+    start, end = ring[0], ring[1]
+    middle, step = (start + end) / 2, (end - start) / np.linalg.norm(end - start)
+    beside = middle + 0.5 * np.array([step[1], -step[0]])
+    return beside if _contains(ring, beside) else middle - 0.5 * np.array([step[1], -step[0]])
 
 
 def _simple_loops(points: np.ndarray) -> list[np.ndarray]:
