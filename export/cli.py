@@ -68,6 +68,14 @@ def scale_export(path):
     return graph, msgspec.to_builtins(params), data
 
 
+def _write_carried_graph(folder: Path, role: str, onnx_bytes) -> dict:
+    """Write a graph a checkpoint carries as bytes (a uint8 tensor) to <role>.onnx; its card entry."""
+    from cellpoint.runtime.package import sha256_file
+    path = folder / f"{role}.onnx"
+    path.write_bytes(bytes(onnx_bytes.numpy().tobytes()))
+    return {"source": path.name, "sha256": sha256_file(path)}
+
+
 def _write_json_asset(folder: Path, role: str, content) -> dict:
     from cellpoint.runtime.package import sha256_file
     path = folder / f"{role}.json"
@@ -197,6 +205,9 @@ def export(checkpoint, out_dir, name, description, samples, sample_source, sampl
             if scale_model:
                 scale_graph, scale, scale_data = scale_export(scale_model)
                 graphs[scale["graph"]] = export_graph(scale_graph, work, atol)
+            elif "scale_graph" in ckpt:  # fine-tuned from a package: its scale model comes along
+                scale, scale_data = ckpt["scale_graph"]["card"], ckpt["scale_graph"].get("training_data", [])
+                graphs[scale["graph"]] = _write_carried_graph(work, scale["graph"], ckpt["scale_graph"]["onnx"])
         except ParityError as error:
             raise click.ClickException(str(error))
         weights = {"source": "model.onnx", "sha256": sha256_file(work / "model.onnx"), "opset": OPSET,
@@ -207,10 +218,12 @@ def export(checkpoint, out_dir, name, description, samples, sample_source, sampl
             write_png(work / file, rgb)
             figures.append({"file": file, "caption": caption})
 
+        refine = refine_diameter or bool(ckpt.get("refine_diameter", False))
+
         def card(sample_entries, metrics):
             made = build_card(dict(ckpt, training_data=ckpt.get("training_data", []) + scale_data), name, description,
                               weights, graphs, assets, plan.outputs, TILING, sample_entries, metrics, figures,
-                              spec.reference, refine_diameter)
+                              spec.reference, refine)
             if scale:
                 made["scale"] = scale
             return made

@@ -347,7 +347,7 @@ def test_training_can_start_from_another_checkpoints_weights(tmp_path):
         assert torch.equal(resumed["state_dict"][key], value), key
     assert not all(torch.equal(fresh["state_dict"][k], v) for k, v in first["state_dict"].items())
     wider = replace(cfg, channels=16, steps=0, init_from=str(tmp_path / "first.pt"))
-    with pytest.raises(ValueError, match="not a point2mask checkpoint of the same network"):
+    with pytest.raises(ValueError, match="not a point2mask model of the same network"):
         train(_examples(cfg, seeds=(1,)), wider, log=lambda *_: None)
 
 

@@ -144,7 +144,7 @@ def test_train_command_on_a_folder_of_box_point_files(tmp_path):
     result = runner.invoke(train, ["--method", "objectness", "--images", str(images), "--points", str(tmp_path),
                                    "--init-from", str(out), "--out", str(tmp_path / "o.pt")])
     assert result.exit_code != 0
-    assert "--init-from is an option of --method point2mask" in result.output
+    assert "is a point2mask model, not --method objectness" in result.output
     result = runner.invoke(train, ["--method", "point2mask", "--images", str(images), "--supervision", "full",
                                    "--out", str(out)])
     assert result.exit_code != 0 and "needs --masks" in result.output

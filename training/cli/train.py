@@ -14,6 +14,7 @@ import click
 from cellpoint.training.datasets import parse_dataset_spec
 from cellpoint.training.methods import Recipe, TrainRequest, all_methods, get_method, method_names
 from cellpoint.training.sampling import BALANCES
+from cellpoint.training.start import FINETUNE_LR_FACTOR, FINETUNE_STEPS, config_of
 
 
 def _prepare_all(worker, jobs: list, workers: int) -> list:
@@ -51,6 +52,21 @@ def _training_data(request: TrainRequest, method, cfg) -> list[dict]:
     if request.images_dir:
         entries.append({"folder": str(request.images_dir), "labels": method.labels(request, cfg, True)})
     return entries
+
+
+def _start(ctx: click.Context, source: str, method: str) -> dict:
+    """The checkpoint that --init-from names (see `training.start.start_point`); UsageError when --method was
+    given and differs, ClickException naming the source when it cannot be read."""
+    from cellpoint.runtime.errors import CellpointError
+    from cellpoint.training.start import start_point
+    try:
+        start = start_point(source)
+    except (CellpointError, ValueError, OSError) as error:
+        raise click.ClickException(f"--init-from {source}: {error}")
+    explicit = ctx.get_parameter_source("method") != click.core.ParameterSource.DEFAULT
+    if explicit and get_method(method).name != start["method"]:
+        raise click.UsageError(f"--init-from {source} is a {start['method']} model, not --method {method}")
+    return start
 
 
 def _common_options() -> list[click.Option]:
@@ -104,6 +120,15 @@ def _common_options() -> list[click.Option]:
         click.Option(["--val-every"], type=click.IntRange(min=0), default=0, show_default=True,
                      help="Score the network on the data sets' val splits every N steps and keep the best "
                      "(objectness, point2mask; 0: keep the last)."),
+        click.Option(["--init-from"], default=None, metavar="NAME|DIR|FILE",
+                     help="Fine-tune: start from a bundled package (`cellpoint models`), a package folder or a "
+                     "checkpoint, keeping its network, cell diameter, normalisation, decoder and scale model; "
+                     f"[{FINETUNE_STEPS} steps at 0.3 × the method's learning rate]. BatchNorm statistics stay fixed."),
+        click.Option(["--minutes"], type=click.FloatRange(min=0, min_open=True), default=None,
+                     help="Stop training after this many minutes (the learning rate decays over the budget)."),
+        click.Option(["--hold-out", "hold_out"], multiple=True, metavar="STEM",
+                     help="objectness: keep this image of --images (by file stem) out of training and keep the "
+                     "network that finds its clicks best (scored every --val-every steps, 50 by default). Repeatable."),
         click.Option(["--seed"], default=0, show_default=True),
         click.Option(["--workers"], default=min(2, os.cpu_count() or 1), show_default=True),
     ]
@@ -112,7 +137,7 @@ def _common_options() -> list[click.Option]:
 @click.pass_context
 def _train(ctx, datasets, images_dir, points_dir, masks_dir, method, supervision, cell_diameter, out, steps,
            batch, lr, diameter, placement, jitter, scale_range, intensity, balance, polarity, normalization,
-           val_every, seed, workers, **_):
+           val_every, seed, workers, init_from, minutes, hold_out, **_):
     """Train a model with any method (see --method) and write a checkpoint for `cellpoint export`."""
     try:
         import torch
@@ -120,14 +145,34 @@ def _train(ctx, datasets, images_dir, points_dir, masks_dir, method, supervision
         raise click.ClickException("this command needs PyTorch: pip install torch==2.13.0 'cellpoint[train]'")
     if not datasets and not images_dir:
         raise click.UsageError("give --dataset and/or --images")
+    if hold_out and not images_dir:
+        raise click.UsageError("--hold-out names images of --images")
+    start = None
+    if init_from:
+        start = _start(ctx, init_from, method)
+        method = start["method"]
+        diameter = diameter or float(start["diameter"])
+        normalization = start["normalization"].get("kind", normalization)
+        polarity = start.get("polarity", polarity)
+        steps = steps if ctx.get_parameter_source("steps") != click.core.ParameterSource.DEFAULT else FINETUNE_STEPS
+        lr = lr or 1e-3 * FINETUNE_LR_FACTOR
+    if hold_out:
+        val_every = val_every or 50
     spec = get_method(method)
+    if hold_out and not spec.holds_out:
+        raise click.UsageError(f"--hold-out is not available for --method {spec.name}")
     request = TrainRequest(datasets=tuple(datasets), images_dir=images_dir, points_dir=points_dir,
                            masks_dir=masks_dir, supervision=supervision, steps=steps, batch=batch, lr=lr,
                            diameter=diameter, cell_diameter=cell_diameter, placement=placement, jitter=jitter,
                            seed=seed, options=_own_options(ctx, spec),
                            recipe=Recipe(tuple(scale_range) if scale_range else None, intensity, balance, polarity,
-                                         normalization, val_every))
+                                         normalization, val_every, tuple(hold_out)))
     cfg = spec.configure(request)
+    if start is not None:
+        from cellpoint.training.start import adopt_start
+        adopt_start(cfg, init_from)
+    if minutes:
+        config_of(cfg).minutes = float(minutes)
     jobs = spec.jobs(request, cfg)
     if not jobs:
         raise click.ClickException("no training images found")
@@ -135,7 +180,13 @@ def _train(ctx, datasets, images_dir, points_dir, masks_dir, method, supervision
     examples = _prepare_all(spec.prepare, jobs, workers)
     if "OMP_NUM_THREADS" not in os.environ:  # a caller who set it (parallel runs) keeps its choice
         torch.set_num_threads(max(1, os.cpu_count() or 1))
-    checkpoint = spec.train(examples, cfg, click.echo)
+    try:
+        checkpoint = spec.train(examples, cfg, click.echo)
+    except ValueError as error:
+        raise click.ClickException(str(error))
+    if start is not None:
+        from cellpoint.training.start import carry_over
+        checkpoint = carry_over(checkpoint, init_from)
     checkpoint["training_data"] = _training_data(request, spec, cfg) + checkpoint.get("training_data", [])
     from cellpoint.training.checkpoint import save_checkpoint
     save_checkpoint(checkpoint, out)

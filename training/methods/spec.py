@@ -51,13 +51,15 @@ class Recipe:
     the network learns ("bright": images with a bright background are inverted first, as the runtime
     does; "any": images as they are); normalization: "percentile" or "percentile_robust" (the card's
     preprocessing kind); val_every: every this many steps score the network on the data sets' val splits
-    and keep the best (0: keep the last)."""
+    and keep the best (0: keep the last); hold_out: stems of the user's images kept out of training and
+    scored instead (by their clicks) to keep the best network."""
     scale_range: tuple[float, float] | None = None
     intensity: str = "basic"
     balance: str = "none"
     polarity: str = "any"
     normalization: str = "percentile"
     val_every: int = 0
+    hold_out: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -100,7 +102,11 @@ class MethodSpec:
     labels(request, config, folder) → how the labels of the shared data sets (folder False) or of the
       user's folder (True) are described in the checkpoint and card.
     export(checkpoint, probe) → ExportPlan; probe: float32 (1,C,H,W), a normalised sample image.
-    build_network(checkpoint) → the trained torch network, in eval mode."""
+    build_network(checkpoint) → the trained torch network, in eval mode.
+    restore_assets(network, {role: content}) → None: puts back into the network the weights its packages
+      keep as JSON assets rather than in a graph (`training.package_weights`); None: there are none.
+    holds_out: whether it can keep the user's images named by `Recipe.hold_out` out of training and choose
+      its network by their clicks."""
     name: str
     title: str
     reference: str
@@ -114,4 +120,6 @@ class MethodSpec:
     export: Callable[[dict, np.ndarray], ExportPlan]
     build_network: Callable[[dict], Any]
     options: Sequence[click.Option] = ()
+    restore_assets: Callable[[Any, dict], None] | None = None
+    holds_out: bool = False
     aliases: tuple[str, ...] = ()

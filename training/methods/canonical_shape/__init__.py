@@ -86,6 +86,16 @@ def export(checkpoint: dict, probe: np.ndarray) -> ExportPlan:
                       figures=[(FILE, CAPTION, shape_figure(weights))])
 
 
+def restore_assets(net, assets: dict) -> None:
+    """Put the package asset "shape_mlp" (`network.mlp_weights`) back into the network's shape MLP."""
+    import torch
+    with torch.no_grad():
+        for name, values in assets["shape_mlp"].items():
+            layer = getattr(net.shape, name)
+            layer.weight.copy_(torch.tensor(values["weight"]))
+            layer.bias.copy_(torch.tensor(values["bias"]))
+
+
 SPEC = MethodSpec(
     name="canonical_shape",
     title="from each image's foreground mask and cell counts (--masks or --dataset)",
@@ -100,6 +110,7 @@ SPEC = MethodSpec(
     labels=lambda request, cfg, folder: LABEL_KIND,
     export=export,
     build_network=build_network,
+    restore_assets=restore_assets,
     options=OPTIONS,
     aliases=("canonical-shape",),
 )

@@ -27,5 +27,7 @@ class ShapeTrainConfig:
     optimizer: str = "adam"
     lr: float = 1e-3                       # the one-cycle maximum (the paper's SGD used 1e-2)
     seed: int = 0
+    init_from: str = ""                    # weights to start from (`training.start`): checkpoint, package or name
+    minutes: float = 0.0                   # time budget of the optimisation, minutes (0: run every step)
     scale_range: tuple = (0.8, 1.25)
     params: ShapeParams = field(default_factory=ShapeParams)

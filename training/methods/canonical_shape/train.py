@@ -14,6 +14,7 @@ from cellpoint.runtime.normalize import normalize_percentile
 from cellpoint.training.augment import crop_maps, resize
 from cellpoint.training.checkpoint import make_checkpoint
 from cellpoint.training.loop import optimise
+from cellpoint.training.start import initialise
 from cellpoint.training.methods.canonical_shape.config import STRIDE, ShapeTrainConfig
 from cellpoint.training.methods.canonical_shape.loss import crop_count, shape_loss
 from cellpoint.training.methods.canonical_shape.network import CanonicalShapeNet
@@ -68,6 +69,7 @@ def train(examples: list[dict], cfg: ShapeTrainConfig, log=print) -> dict:
     rng = np.random.default_rng(cfg.seed)
     model = {"arch": "canonical_shape", "in_channels": 1, "widths": list(cfg.widths)}
     net = CanonicalShapeNet(1, cfg.widths, cfg.params.presence_bias)
+    pretraining = initialise(net, cfg, log)
     opt = _optimizer(net, cfg)
     schedule = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=cfg.steps)
     net.train()
@@ -79,10 +81,12 @@ def train(examples: list[dict], cfg: ShapeTrainConfig, log=print) -> dict:
         count = torch.tensor([crop_count(c["instances"]) for c in crops], dtype=torch.float32)
         return shape_loss(net, image, foreground, count, cfg.params)
 
-    seconds = optimise(net.parameters(), step_loss, cfg.steps, opt, schedule, log, LOG_EVERY, CLIP_NORM)
+    seconds = optimise(net.parameters(), step_loss, cfg.steps, opt, schedule, log, LOG_EVERY, CLIP_NORM,
+                       budget_seconds=cfg.minutes * 60 or None)
     net.eval()
     return make_checkpoint("canonical_shape", "foreground-count", model, net, cfg.diameter, "canonical_shape",
-                           decoder_params(cfg), cfg, seconds)
+                           decoder_params(cfg), cfg, seconds,
+                           **({"training_data": pretraining} if pretraining else {}))
 
 
 def build_network(checkpoint: dict) -> CanonicalShapeNet:

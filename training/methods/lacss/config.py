@@ -42,6 +42,8 @@ class LacssConfig:
     steps: int = 2500
     lr: float = 1e-3                       # Adam, cosine decay to lr/100
     seed: int = 0
+    init_from: str = ""                    # weights to start from (`training.start`): checkpoint, package or name
+    minutes: float = 0.0                   # time budget of the optimisation, minutes (0: run every step)
     scale_range: tuple = (0.8, 1.25)
     log_every: int = 100
     weights: LossWeights = field(default_factory=LossWeights)

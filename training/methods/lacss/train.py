@@ -9,6 +9,7 @@ import torch
 from cellpoint.runtime.decoders.location_masks import LocationMasksParams
 from cellpoint.training.checkpoint import make_checkpoint
 from cellpoint.training.loop import cosine_schedule, optimise
+from cellpoint.training.start import initialise, start_point
 from cellpoint.training.methods.lacss.config import LPN_STRIDE, MULTIPLE, LacssConfig
 from cellpoint.training.methods.lacss.data import collate, sample_crop
 from cellpoint.training.methods.lacss.loss import lacss_loss
@@ -39,6 +40,11 @@ def train(examples: list[dict], cfg: LacssConfig, log=print) -> dict:
              "window": cfg.window, "lpn_stride": LPN_STRIDE, "multiple": MULTIPLE}
     net = build_network({"model": model})
     aux = AuxNet(model["in_channels"], cfg.aux_width, cfg.aux_layers) if cfg.aux else None
+    pretraining = initialise(net, cfg, log)
+    if aux is not None and cfg.init_from:
+        aux_state = start_point(cfg.init_from).get("aux_state_dict")
+        if aux_state:  # a checkpoint keeps the aux net; a package does not (it then starts afresh)
+            aux.load_state_dict(aux_state)
     params = list(net.parameters()) + (list(aux.parameters()) if aux is not None else [])
     opt = torch.optim.Adam(params, lr=cfg.lr)
     net.train()
@@ -49,11 +55,12 @@ def train(examples: list[dict], cfg: LacssConfig, log=print) -> dict:
 
     # log lines: means since the previous line (terms absent in crops without locations count as 0)
     seconds = optimise(params, step_loss, cfg.steps, opt, cosine_schedule(opt, cfg.steps, cfg.lr), log,
-                       cfg.log_every, CLIP_NORM)
+                       cfg.log_every, CLIP_NORM, budget_seconds=cfg.minutes * 60 or None)
     net.eval()
     label_kind = "full" if cfg.mode == "full" else "foreground-locations"
     return make_checkpoint("lacss", label_kind, model, net, cfg.diameter, "location_masks", decoder_params(cfg),
-                           cfg, seconds, aux_state_dict=aux.state_dict() if aux is not None else None)
+                           cfg, seconds, aux_state_dict=aux.state_dict() if aux is not None else None,
+                           **({"training_data": pretraining} if pretraining else {}))
 
 
 def build_network(checkpoint: dict) -> LacssNet:

@@ -60,8 +60,16 @@ def jobs(request: TrainRequest, cfg: TrainConfig) -> list:
             if (cfg.labels == "points" and points is None) or (cfg.labels == "full" and mask is None):
                 sources.skip(image, "a points file" if cfg.labels == "points" else "a mask")
                 continue
+            if image.stem in request.recipe.hold_out:
+                if points is None:
+                    raise click.UsageError(f"--hold-out {image.stem}: it has no {image.stem}_points.csv to score")
+                out.append(("held_out", (image, points, None), c, 0))
+                continue
             out.append(("user", (image, points if cfg.labels == "points" else None,
                                  mask if cfg.labels == "full" else None), c, 0))
+    missing = set(request.recipe.hold_out) - {job[1][0].stem for job in out if job[0] == "held_out"}
+    if missing:
+        raise click.UsageError(f"--hold-out {', '.join(sorted(missing))}: no such image with clicks in --images")
     return out
 
 
@@ -75,6 +83,10 @@ def prepare(job) -> dict:
     kind, item, cfg, seed = job
     if kind == "val":
         return prepare_val_example(*load_training_sample(item, cfg.polarity), cfg)
+    if kind == "held_out":
+        from cellpoint.training.methods.objectness.train import prepare_held_out_example
+        image = sources.read_gray(item[0]) if cfg.polarity == "any" else sources.read_prepared(item[0], cfg.polarity)
+        return prepare_held_out_example(image.astype(np.float32), read_points(item[1])[0][:, ::-1], cfg)
     if kind == "shared":
         # the polarity "any" path reads images exactly as training always did
         image, labels = load_sample(item) if cfg.polarity == "any" else load_training_sample(item, cfg.polarity)
@@ -121,5 +133,6 @@ SPEC = MethodSpec(
     export=export,
     build_network=build_network,
     options=OPTIONS,
+    holds_out=True,
 )
 

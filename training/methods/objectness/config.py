@@ -32,6 +32,8 @@ class TrainConfig:
     steps: int = 2500
     lr: float = 1e-3
     seed: int = 0
+    init_from: str = ""                    # weights to start from (`training.start`): checkpoint, package or name
+    minutes: float = 0.0                   # time budget of the optimisation, minutes (0: run every step)
     point_placement: str = "centroid"
     point_jitter: float = 0.0
     scale_range: tuple = (0.7, 1.4)

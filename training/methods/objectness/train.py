@@ -16,6 +16,7 @@ from cellpoint.training.methods.objectness.config import TrainConfig
 from cellpoint.training.methods.objectness.network import UNet
 from cellpoint.training.methods.objectness.regions import objectness_targets, region_boundaries
 from cellpoint.training.sampling import example_picker
+from cellpoint.training.start import initialise
 from cellpoint.training.targets import label_centroids, median_diameter_from_labels, median_diameter_from_regions
 
 def prepare_example(image: np.ndarray, points_rc: np.ndarray | None, labels: np.ndarray | None,
@@ -71,9 +72,36 @@ def prepare_val_example(image: np.ndarray, labels: np.ndarray, cfg: TrainConfig)
             "split": "val"}
 
 
+def prepare_held_out_example(image: np.ndarray, points_rc: np.ndarray, cfg: TrainConfig) -> dict:
+    """A user's held-out image for choosing the checkpoint by its clicks: normalised and rescaled to the
+    canonical diameter as a training image is (cell size from the clicks' objectness regions).
+    {"image" float32 (h,w), "points" float64 (K,2) row/col at that scale, "split": "val"}."""
+    norm = normalise(image, cfg.normalization)
+    objectness, _, region = objectness_targets(norm, points_rc, cfg.params.w)
+    diameter = median_diameter_from_regions(objectness, region)
+    scale = cfg.diameter / diameter if np.isfinite(diameter) and diameter > 0 else 1.0
+    shape = (max(16, round(norm.shape[0] * scale)), max(16, round(norm.shape[1] * scale)))
+    points = (np.asarray(points_rc, np.float64) + 0.5) * np.array(shape) / np.array(norm.shape) - 0.5
+    return {"image": resize(norm, shape), "points": points, "split": "val"}
+
+
+def click_f1(labels: list[np.ndarray], points: list[np.ndarray]) -> float:
+    """F1 of found cells against clicks over images: a click hits the cell under it, each cell counts once.
+    labels: (H,W) int label images; points: (K,2) row/col per image."""
+    hits = found = clicks = 0
+    for image, pts in zip(labels, points):
+        rc = np.clip(np.round(pts).astype(int), 0, np.array(image.shape) - 1).reshape(-1, 2)
+        under = image[rc[:, 0], rc[:, 1]]
+        hits += len(np.unique(under[under > 0]))
+        found += len(np.unique(image)) - (1 if (image == 0).any() else 0)
+        clicks += len(rc)
+    return 2.0 * hits / (found + clicks) if found + clicks else 0.0
+
+
 def val_f1(net: UNet, examples: list[dict], cfg: TrainConfig) -> float:
     """F1@0.5 over val examples of the network decoded as its package would be (maps_and_seeds, at the
-    canonical scale)."""
+    canonical scale); held-out examples with clicks ("points") instead of masks score `click_f1`, and the
+    two are averaged when both kinds are given."""
     from cellpoint.runtime.decoders.maps_and_seeds import DECODER
     from cellpoint.runtime.decoding import DecodeContext
     from cellpoint.runtime.tiling import predict_tiled
@@ -89,7 +117,14 @@ def val_f1(net: UNet, examples: list[dict], cfg: TrainConfig) -> float:
         maps = {k: v[0] for k, v in predict_tiled(run, ex["image"][None], tile=1024, overlap=64, multiple=16).items()}
         context = DecodeContext(maps, ex["image"][None], ex["image"].shape, 1.0, 16, lambda *a: None)
         found.append(DECODER.decode(context, params).labels)
-    return float(matching_metrics([ex["labels"] for ex in examples], found)["f1_50"])
+    scores = []
+    masked = [k for k, ex in enumerate(examples) if "labels" in ex]
+    if masked:
+        scores.append(matching_metrics([examples[k]["labels"] for k in masked], [found[k] for k in masked])["f1_50"])
+    clicked = [k for k, ex in enumerate(examples) if "points" in ex]
+    if clicked:
+        scores.append(click_f1([found[k] for k in clicked], [examples[k]["points"] for k in clicked]))
+    return float(np.mean(scores))
 
 
 def decoder_params(cfg: TrainConfig) -> MapsAndSeedsParams:
@@ -112,6 +147,7 @@ def train(examples: list[dict], cfg: TrainConfig, log=print) -> dict:
     net = build_network({"model": model})
     with torch.no_grad():  # start the centre map near zero, as CenterNet does, so the focal loss starts sane
         net.head.bias[2] = -4.0
+    pretraining = initialise(net, cfg, log)
     opt = torch.optim.Adam(net.parameters(), lr=cfg.lr)
     loss_fn = method.weak_loss if cfg.labels == "points" else method.full_loss
     net.train()
@@ -132,9 +168,11 @@ def train(examples: list[dict], cfg: TrainConfig, log=print) -> dict:
         if f1 > best["f1"]:
             best.update(f1=f1, step=step, state={k: v.detach().clone() for k, v in net.state_dict().items()})
 
+    if val and cfg.init_from:  # the starting network is a candidate too: fine-tuning must not make it worse
+        keep_if_best(0)
     seconds = optimise(net.parameters(), step_loss, cfg.steps, opt, cosine_schedule(opt, cfg.steps, cfg.lr), log,
-                       cfg.log_every)
-    extra = {}
+                       cfg.log_every, budget_seconds=cfg.minutes * 60 or None)
+    extra = {"training_data": pretraining} if pretraining else {}
     if val:
         keep_if_best(cfg.steps)
         net.load_state_dict(best["state"])

@@ -28,10 +28,6 @@ OPTIONS = (
     click.Option(["--mask-convs"], type=click.IntRange(min=1), default=None,
                  help="point2mask only: 3×3 convs in the mask head [4, as Mask R-CNN's head; the 2 of earlier "
                  "versions scored 0.02–0.04 lower mask AP on usiigaci (README)]."),
-    click.Option(["--init-from"], type=click.Path(exists=True, dir_okay=False), default=None,
-                 help="point2mask only: start from this checkpoint's weights (a network trained before, e.g. on "
-                 "other data) instead of random ones; its training data are listed as pretraining in the new "
-                 "checkpoint."),
 )
 
 
@@ -53,16 +49,12 @@ def configure(request: TrainRequest) -> Point2MaskConfig:
     if recipe.val_every and not request.datasets:
         raise click.UsageError("point2mask --val-every scores the network on the val splits of the --dataset "
                                "sets; give at least one --dataset (a folder of --images has no val split)")
-    init_from, mask_convs = options.get("init_from"), options.get("mask_convs")
-    if init_from and mask_convs is None:  # the network of the checkpoint training starts from
-        from cellpoint.training.checkpoint import load_checkpoint
-        mask_convs = load_checkpoint(init_from).get("model", {}).get("mask_convs")
+    mask_convs = options.get("mask_convs")
     cfg = Point2MaskConfig(mode="full" if request.supervision == "full" else "points",
                            n_points=options.get("points_per_cell", Point2MaskConfig.n_points),
                            steps=request.steps or Point2MaskConfig.steps,
                            batch=request.batch or Point2MaskConfig.batch, lr=request.lr or Point2MaskConfig.lr,
                            seed=request.seed, diameter=request.diameter or Point2MaskConfig.diameter,
-                           init_from=str(init_from) if init_from else "",
                            mask_convs=mask_convs or Point2MaskConfig.mask_convs,
                            scale_range=tuple(recipe.scale_range or Point2MaskConfig.scale_range),
                            intensity=recipe.intensity, balance=recipe.balance, polarity=recipe.polarity,

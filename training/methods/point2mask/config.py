@@ -52,6 +52,7 @@ class Point2MaskConfig:
     lr: float = 1e-3                       # AdamW, cosine decay to lr/100
     weight_decay: float = 1e-4
     seed: int = 0
+    minutes: float = 0.0                   # time budget of the optimisation, minutes (0: run every step)
     scale_range: tuple = (0.8, 1.25)
     box_jitter: float = 0.05               # sd of the RoI edges' jitter, fraction of the box's size
     min_box: float = 3.0                   # px; narrower clipped boxes are ignored (see data.py)

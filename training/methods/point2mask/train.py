@@ -13,6 +13,7 @@ import torch
 
 from cellpoint.runtime.decoders.box_masks import BoxMasksParams
 from cellpoint.training.checkpoint import load_checkpoint, make_checkpoint
+from cellpoint.training.start import initialise
 from cellpoint.training.loop import cosine_schedule, optimise
 from cellpoint.training.methods.point2mask.config import (FEATURE_STRIDE, MASK_INPUTS, MODES, MULTIPLE, STRIDES,
                                                           Point2MaskConfig)
@@ -35,21 +36,6 @@ def model_spec(cfg: Point2MaskConfig, in_channels: int) -> dict:
 def decoder_params(cfg: Point2MaskConfig) -> BoxMasksParams:
     """The package's `box_masks` decoder parameters: the config's, with the network's pyramid strides."""
     return msgspec.structs.replace(cfg.decode, strides=tuple(STRIDES))
-
-
-def pretraining_entries(checkpoint: dict) -> list[dict]:
-    """A checkpoint's training data entries marked role "pretraining" (for one trained from its weights)."""
-    return [dict(entry, role="pretraining") for entry in checkpoint.get("training_data", [])]
-
-
-def start_checkpoint(path: str, model: dict) -> dict:
-    """The point2mask checkpoint at `path` (tensors and plain data only); ValueError if its network (whose
-    "arch" names the method) differs from `model`."""
-    checkpoint = load_checkpoint(path)
-    if checkpoint.get("model") != model:
-        raise ValueError(f"{path}: not a point2mask checkpoint of the same network "
-                         f"({checkpoint.get('method')}, {checkpoint.get('model')} vs {model})")
-    return checkpoint
 
 
 def val_f1(net: Point2MaskNet, examples: list[dict], cfg: Point2MaskConfig) -> float:
@@ -100,10 +86,9 @@ def train(examples: list[dict], cfg: Point2MaskConfig, log=print) -> dict:
     model = model_spec(cfg, int(examples[0]["image"].shape[0]))
     net = build_network({"model": model})
     extra = {}
-    if cfg.init_from:
-        start = start_checkpoint(cfg.init_from, model)
-        net.load_state_dict(start["state_dict"])
-        extra["training_data"] = pretraining_entries(start)
+    pretraining = initialise(net, cfg, log)
+    if pretraining:
+        extra["training_data"] = pretraining
     opt = torch.optim.AdamW(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     net.train()
 
@@ -123,7 +108,7 @@ def train(examples: list[dict], cfg: Point2MaskConfig, log=print) -> dict:
         return point2mask_loss(net, collate(crops, cfg, rng), cfg.mode, cfg.size_ranges, cfg.loss)
 
     seconds = optimise(net.parameters(), step_loss, cfg.steps, opt, cosine_schedule(opt, cfg.steps, cfg.lr), log,
-                       cfg.log_every, CLIP_NORM)
+                       cfg.log_every, CLIP_NORM, budget_seconds=cfg.minutes * 60 or None)
     if val:
         keep_if_best(cfg.steps)
         net.load_state_dict(best["state"])

@@ -15,6 +15,8 @@ class WsispdrConfig:
     steps: int = 2000
     lr: float = 1e-3
     seed: int = 0
+    init_from: str = ""                    # weights to start from (`training.start`): checkpoint, package or name
+    minutes: float = 0.0                   # time budget of the optimisation, minutes (0: run every step)
     scale_range: tuple = (0.8, 1.25)
     data_term: str = "intensity"    # the runtime graph-cut's cell evidence: intensity | inverted | texture
 

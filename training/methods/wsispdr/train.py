@@ -14,6 +14,7 @@ from cellpoint.runtime.normalize import normalize_percentile
 from cellpoint.training.augment import crop_maps, resize
 from cellpoint.training.checkpoint import make_checkpoint
 from cellpoint.training.loop import cosine_schedule, optimise
+from cellpoint.training.start import initialise
 from cellpoint.training.methods.wsispdr.config import WsispdrConfig
 from cellpoint.training.methods.wsispdr.network import DetectionUNet
 from cellpoint.training.targets import center_heatmap
@@ -44,6 +45,7 @@ def train(examples: list[dict], cfg: WsispdrConfig, label_kind: str = "points", 
     rng = np.random.default_rng(cfg.seed)
     model = {"arch": "detection_unet", "in_channels": 1, "widths": list(cfg.widths)}
     net = build_network({"model": model})
+    pretraining = initialise(net, cfg, log)
     opt = torch.optim.Adam(net.parameters(), lr=cfg.lr)
     net.train()
 
@@ -55,10 +57,11 @@ def train(examples: list[dict], cfg: WsispdrConfig, label_kind: str = "points", 
         return torch.nn.functional.mse_loss(net(image), target), {}
 
     seconds = optimise(net.parameters(), step_loss, cfg.steps, opt, cosine_schedule(opt, cfg.steps, cfg.lr), log,
-                       LOG_EVERY)
+                       LOG_EVERY, budget_seconds=cfg.minutes * 60 or None)
     net.eval()
     return make_checkpoint("wsispdr", label_kind, model, net, cfg.diameter, "detection_response",
-                           decoder_params(cfg), cfg, seconds)
+                           decoder_params(cfg), cfg, seconds,
+                           **({"training_data": pretraining} if pretraining else {}))
 
 
 def build_network(checkpoint: dict) -> DetectionUNet:
