@@ -113,3 +113,28 @@ def median_diameter(table: dict[str, np.ndarray], min_cells: int = 5) -> float |
     """Median equivalent-circle diameter (px) of the instances in a table; None below `min_cells`."""
     area = table["area"]
     return float(2 * np.sqrt(np.median(area) / np.pi)) if len(area) >= min_cells else None
+
+
+def interior_points(labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """One point well inside each cell: the pixel farthest from the cell's border (from the background and
+    from touching cells), the first such pixel in raster order on ties. A centroid can fall outside a
+    concave cell; this point cannot. labels: (H,W) integer label image. Returns ids int64 (N,) ascending and
+    points int64 (N,2) row/col."""
+    import cv2
+    labels = np.asarray(labels)
+    same = np.ones(labels.shape, bool)  # pixels whose 4-neighbours (inside the image) are of their own cell
+    same[1:] &= labels[1:] == labels[:-1]
+    same[:-1] &= labels[:-1] == labels[1:]
+    same[:, 1:] &= labels[:, 1:] == labels[:, :-1]
+    same[:, :-1] &= labels[:, :-1] == labels[:, 1:]
+    inside = (labels > 0) & same
+    distance = cv2.distanceTransform(np.pad(inside, 1).astype(np.uint8), cv2.DIST_L2, 5)[1:-1, 1:-1]
+    rows, cols = np.nonzero(labels > 0)
+    if rows.size == 0:
+        return np.zeros(0, np.int64), np.zeros((0, 2), np.int64)
+    ids = labels[rows, cols].astype(np.int64)
+    order = np.lexsort((-distance[rows, cols], ids))  # by id, then farthest first (stable: raster order)
+    first = np.ones(order.size, bool)
+    first[1:] = ids[order][1:] != ids[order][:-1]
+    pick = order[first]
+    return ids[pick], np.stack([rows[pick], cols[pick]], axis=1).astype(np.int64)
