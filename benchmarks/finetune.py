@@ -17,7 +17,7 @@ Cell centres are `weak_labels.points_from_labels(..., "centroid")`, as the share
 Scratch runs get the base's scale model (so every package is run the same way). Training uses the
 `cellpoint train` command in a subprocess; CPU seconds are that process's user + system time.
 
-    python benchmarks/finetune.py [--run coelho --run dsb --run livecell] [--k 1 2 4 8] [--minutes 5]
+    python benchmarks/finetune.py [--run coelho --run dsb --run livecell] [--k 1 2 4 8] [--minutes 2.5]
 
 Writes results/finetune.json (kept between invocations: a finished cell of the grid is not run again),
 results/finetune.md and results/finetune_<run>.png."""
@@ -51,10 +51,11 @@ RUNS = {
     "dsb": {"base": "runs/objectness-lodo-no_dsb", "dataset": "dsb2018_bbbc038", "kinds": ["gray_dark"],
             "recipe": ["--scale-range", "0.5", "2", "--intensity", "wide", "--polarity", "bright",
                        "--normalization", "percentile_robust"]},
-    "livecell": {"base": "runs/objectness-phase-no_livecell", "dataset": "livecell", "kinds": None,
-                 "recipe": ["--scale-range", "0.5", "2", "--intensity", "wide",
-                            "--normalization", "percentile_robust"]},
+    # whole cells in phase contrast: the bundled Point2Mask package, trained on Usiigaci only; box + clicks
+    "livecell": {"base": "model_cards/point2mask-cells-phase", "dataset": "livecell", "kinds": None,
+                 "method": "point2mask", "recipe": []},
 }
+BOX_S, BOX_CLICK_S, BOX_CLICKS = 7.0, 0.9, 6   # Point2Mask table 1: a box, each labelled click; clicks per box
 
 
 def simulate_corrections(predicted: np.ndarray, truth: np.ndarray) -> tuple[np.ndarray, int, int]:
@@ -79,6 +80,33 @@ def simulate_corrections(predicted: np.ndarray, truth: np.ndarray) -> tuple[np.n
     return xy, int(missed.size), int(len(points_rc) - len(kept))
 
 
+def simulate_box_corrections(predicted: np.ndarray, truth: np.ndarray, rng: np.random.Generator
+                             ) -> tuple[list[dict], int, int]:
+    """Box + clicks corrections of one image (Point2Mask packages; the napari widget's boxes): each predicted
+    cell whose interior point lies on a true cell no earlier one is on is accepted as it is predicted: its
+    box, with BOX_CLICKS clicks labelled by the predicted mask (no cost); the others are deleted; each true
+    cell left gets a drawn box with BOX_CLICKS clicks labelled cell/background by the truth. Clicks are
+    `weak_labels.box_points_from_labels`'s. Returns the `<stem>_boxpoints.json` cells, the boxes drawn and
+    the boxes deleted."""
+    from cellpoint.runtime.labels import interior_points
+    from cellpoint.training.weak_labels import box_points_from_labels
+    ids, points_rc = interior_points(predicted)
+    claimed, accepted = set(), []
+    for cell_id, (r, c) in zip(ids, points_rc):
+        under = int(truth[r, c])
+        if under > 0 and under not in claimed:
+            claimed.add(under)
+            accepted.append(cell_id)
+    missed = np.setdiff1d(np.unique(truth[truth > 0]), np.array(sorted(claimed), truth.dtype))
+    cells = []
+    for labels, keep in ((predicted, accepted), (truth, missed)):
+        if len(keep):
+            cells += box_points_from_labels(np.where(np.isin(labels, keep), labels, 0), BOX_CLICKS, rng)
+    out = [{"id": k, "box": c["box"], "points": np.asarray(c["points"]).tolist(),
+            "point_labels": np.asarray(c["point_labels"]).tolist()} for k, c in enumerate(cells, start=1)]
+    return out, int(missed.size), int(len(ids) - len(accepted))
+
+
 def chosen_samples(dataset: str, kinds, k: int):
     """The first k train samples of a seeded shuffle (nested over k)."""
     from cellpoint.training.datasets import list_samples
@@ -87,12 +115,15 @@ def chosen_samples(dataset: str, kinds, k: int):
     return [samples[i] for i in order[:k]]
 
 
-def write_labels(condition: str, samples, base, folder: Path) -> tuple[float, int]:
-    """Write the k images and the condition's labels (points/<stem>_points.csv or masks/<stem>.tif) into
-    `folder`; returns (simulated annotation seconds, number of true cells)."""
+def write_labels(condition: str, samples, base, folder: Path, boxes: bool = False) -> tuple[float, int]:
+    """Write the k images and the condition's labels (points/<stem>_points.csv, with `boxes`
+    points/<stem>_boxpoints.json, or masks/<stem>.tif) into `folder`; returns (simulated annotation seconds,
+    number of true cells)."""
+    rng = np.random.default_rng(0)
     import tifffile
     from cellpoint.runtime.image_io import read_image
-    from cellpoint.training.annotations import write_points_csv
+    from cellpoint.training.annotations import write_json, write_points_csv
+    from cellpoint.training.weak_labels import box_points_from_labels
     from cellpoint.training.datasets import load_sample
     from cellpoint.training.weak_labels import points_from_labels
     for sub in ("images", "points", "masks"):
@@ -105,7 +136,19 @@ def write_labels(condition: str, samples, base, folder: Path) -> tuple[float, in
         _, truth = load_sample(s)
         n = int(len(np.unique(truth[truth > 0])))
         cells += n
-        if condition == "corrections":
+        h, w = truth.shape
+        if boxes and condition != "scratch-masks":
+            if condition == "corrections":
+                cells_json, drawn, deleted = simulate_box_corrections(base.segment(image).labels, truth, rng)
+                seconds += (BOX_S + BOX_CLICK_S * BOX_CLICKS) * drawn + DELETE_S * deleted
+            else:
+                cells_json = [{"id": d["id"], "box": d["box"], "points": np.asarray(d["points"]).tolist(),
+                               "point_labels": np.asarray(d["point_labels"]).tolist()}
+                              for d in box_points_from_labels(truth, BOX_CLICKS, rng)]
+                seconds += (BOX_S + BOX_CLICK_S * BOX_CLICKS) * n
+            write_json(folder / "points" / f"{stem}_boxpoints.json",
+                       {"height": h, "width": w, "n_points": BOX_CLICKS, "cells": cells_json}, indent=None)
+        elif condition == "corrections":
             predicted = base.segment(image).labels
             xy, added, deleted = simulate_corrections(predicted, truth)
             write_points_csv(folder / "points" / f"{stem}_points.csv", xy)
@@ -123,15 +166,16 @@ def write_labels(condition: str, samples, base, folder: Path) -> tuple[float, in
 def train_command(condition: str, run: dict, folder: Path, minutes: float, out: Path,
                   finetune_args: tuple[str, ...] = ()) -> list[str]:
     """The `cellpoint train` command line of a condition (finetune_args: added to fine-tuning runs)."""
-    cmd = ["cellpoint", "train", "--method", "objectness", "--images", str(folder / "images"), "--workers", "1",
+    method = run.get("method", "objectness")
+    cmd = ["cellpoint", "train", "--method", method, "--images", str(folder / "images"), "--workers", "1",
            "--out", str(out), "--minutes", str(minutes)]
     if condition in ("corrections", "clicks"):
         return cmd + ["--init-from", str(REPO / run["base"]), "--points", str(folder / "points"), *finetune_args]
     # from scratch: as many steps as the budget allows, the base's recipe
     cmd += ["--steps", "100000", *run["recipe"]]
     if condition == "scratch-clicks":
-        return cmd + ["--points", str(folder / "points"), "--labels", "points"]
-    return cmd + ["--masks", str(folder / "masks"), "--labels", "full"]
+        return cmd + ["--points", str(folder / "points")]
+    return cmd + ["--masks", str(folder / "masks"), "--supervision", "full"]
 
 
 def with_base_scale_model(checkpoint_path: Path, base: str) -> None:
@@ -165,7 +209,7 @@ def run_one(name: str, condition: str, k: int, minutes: float, log, finetune_arg
     with tempfile.TemporaryDirectory(prefix=f"finetune-{name}-{condition}-{k}-") as tmp:
         folder = Path(tmp)
         base = Segmenter(REPO / run["base"], device="cpu") if condition == "corrections" else None
-        seconds, cells = write_labels(condition, samples, base, folder)
+        seconds, cells = write_labels(condition, samples, base, folder, run.get("method") == "point2mask")
         checkpoint, package = folder / "run.pt", folder / "package"
         cpu0, t0 = children_cpu_seconds(), time.perf_counter()
         proc = subprocess.run(train_command(condition, run, folder, minutes, checkpoint, finetune_args), capture_output=True,
@@ -270,7 +314,7 @@ def main(argv=None) -> None:
     parser.add_argument("--run", action="append", choices=sorted(RUNS), help="[all]")
     parser.add_argument("--k", type=int, nargs="+", default=[1, 2, 4, 8])
     parser.add_argument("--condition", action="append", choices=CONDITIONS, help="[all]")
-    parser.add_argument("--minutes", type=float, default=5.0, help="training budget, wall minutes [5: 10 CPU-min]")
+    parser.add_argument("--minutes", type=float, default=2.5, help="training budget, wall minutes [2.5: 5 CPU-min]")
     parser.add_argument("--finetune-arg", action="append", default=[], metavar="ARG",
                         help="extra `cellpoint train` argument for the fine-tuning runs (e.g. --finetune-arg=--lr=1e-4)")
     parser.add_argument("--results", type=Path, default=RESULTS, help="where the JSON, report and plots go")

@@ -29,3 +29,19 @@ def test_the_package_contract_documents_every_card_field():
     doc = (REPO / "docs" / "model-package.md").read_text()
     missing = [f.encode_name for f in msgspec.structs.fields(Card) if f"`{f.encode_name}`" not in doc]
     assert not missing, missing
+
+
+def test_the_readme_loop_uses_commands_and_options_that_exist():
+    """Every `cellpoint` line of "Your own model in minutes" names a real subcommand and real options."""
+    from cellpoint.runtime.cli import main
+    section = README.split("## Your own model in minutes", 1)[1].split("\n## ", 1)[0]
+    block = re.search(r"```bash\n(.*?)```", section, re.S).group(1)
+    lines = [line.split("#")[0].split() for line in block.strip().splitlines()]
+    assert len(lines) == 5
+    commands = [words for words in lines if words[0] == "cellpoint"]
+    assert {words[1] for words in commands} >= {"finetune", "segment"}
+    for words in commands:
+        command = main.get_command(None, words[1])
+        assert command is not None, words[1]
+        known = {opt for param in command.params for opt in param.opts}
+        assert {w for w in words if w.startswith("--")} <= known, words

@@ -69,6 +69,16 @@ def _start(ctx: click.Context, source: str, method: str) -> dict:
     return start
 
 
+def _start_recipe(ctx: click.Context, start: dict, scale_range, intensity) -> tuple:
+    """--scale-range and --intensity for a run from `start`: as given, else as the start was trained."""
+    config = start.get("config", {})
+    if scale_range is None and config.get("scale_range"):
+        scale_range = tuple(config["scale_range"])
+    if ctx.get_parameter_source("intensity") == click.core.ParameterSource.DEFAULT and config.get("intensity"):
+        intensity = config["intensity"]
+    return scale_range, intensity
+
+
 def _common_options() -> list[click.Option]:
     """The options every method shares (the --method choice lists the registered methods)."""
     return [
@@ -155,6 +165,7 @@ def _train(ctx, datasets, images_dir, points_dir, masks_dir, method, supervision
         normalization = start["normalization"].get("kind", normalization)
         polarity = start.get("polarity", polarity)
         steps = steps if ctx.get_parameter_source("steps") != click.core.ParameterSource.DEFAULT else FINETUNE_STEPS
+        scale_range, intensity = _start_recipe(ctx, start, scale_range, intensity)
         lr = lr or 1e-3 * FINETUNE_LR_FACTOR
     if hold_out:
         val_every = val_every or 50
