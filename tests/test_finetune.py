@@ -196,3 +196,15 @@ def test_finetune_command_writes_a_package_that_segments_like_its_start_and_a_re
     assert [r["after"] for r in report["images"]] == [int(Segmenter(out, device="cpu").segment(
         read_image(folders["images"] / f"img{s}.tif")).labels.max()) for s in range(2)]
     assert (out / "finetune_report" / "img0_before.png").exists() and (out / "finetune_report" / "index.html").exists()
+
+
+def test_the_keep_start_loss_is_zero_at_the_start_and_pulls_back_to_it():
+    from cellpoint.training.methods.objectness.loss import keep_start_loss
+    start = torch.randn(2, 3, 8, 8)
+    assert float(keep_start_loss(start.clone(), start)) == pytest.approx(0.0, abs=1e-6)
+    moved = (start + torch.randn(2, 3, 8, 8)).requires_grad_()
+    loss = keep_start_loss(moved, start)
+    loss.backward()
+    assert float(loss) > 0
+    stepped = moved.detach() - 0.1 * moved.grad
+    assert float(keep_start_loss(stepped, start)) < float(loss)

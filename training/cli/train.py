@@ -133,7 +133,8 @@ def _common_options() -> list[click.Option]:
         click.Option(["--init-from"], default=None, metavar="NAME|DIR|FILE",
                      help="Fine-tune: start from a bundled package (`cellpoint models`), a package folder or a "
                      "checkpoint, keeping its network, cell diameter, normalisation, decoder and scale model; "
-                     f"[{FINETUNE_STEPS} steps at 0.3 × the method's learning rate]. BatchNorm statistics stay fixed."),
+                     f"[{FINETUNE_STEPS} steps at {FINETUNE_LR_FACTOR:g} × the method's learning rate]. BatchNorm statistics "
+                     "stay fixed."),
         click.Option(["--minutes"], type=click.FloatRange(min=0, min_open=True), default=None,
                      help="Stop training after this many minutes (the learning rate decays over the budget)."),
         click.Option(["--hold-out", "hold_out"], multiple=True, metavar="STEM",

@@ -15,6 +15,9 @@ from cellpoint.training.methods.spec import ExportPlan, MethodSpec, TrainRequest
 OPTIONS = (
     click.Option(["--labels"], type=click.Choice(["points", "full"]), default="points", show_default=True,
                  help="objectness: points = one click per cell (the method); full = masks (the upper bound)."),
+    click.Option(["--keep-start"], type=click.FloatRange(min=0), default=None,
+                 help="objectness with --init-from: weight of a loss that keeps the network's maps near the "
+                 "starting network's (so clicks fix cells without redrawing the rest) [5; 0: off]."),
     click.Option(["--objectness-w", "objectness_w"], multiple=True, metavar="[DATASET=]W",
                  help="objectness: the objectness decay w, for all images or for one data set (default: tuned "
                  "per data set)."),
@@ -29,7 +32,13 @@ def configure(request: TrainRequest) -> TrainConfig:
                        seed=request.seed, point_placement=request.placement, point_jitter=request.jitter,
                        scale_range=tuple(recipe.scale_range or TrainConfig.scale_range), intensity=recipe.intensity,
                        balance=recipe.balance, polarity=recipe.polarity, normalization=recipe.normalization,
-                       val_every=recipe.val_every)
+                       val_every=recipe.val_every, keep_start=_keep_start(request))
+
+
+def _keep_start(request: TrainRequest) -> float:
+    """--keep-start, or the default weight."""
+    value = request.options.get("keep_start")
+    return TrainConfig.keep_start if value is None else float(value)
 
 
 def _decays(request: TrainRequest) -> tuple[dict, float]:

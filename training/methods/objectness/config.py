@@ -34,6 +34,7 @@ class TrainConfig:
     seed: int = 0
     init_from: str = ""                    # weights to start from (`training.start`): checkpoint, package or name
     minutes: float = 0.0                   # time budget of the optimisation, minutes (0: run every step)
+    keep_start: float = 5.0                # with init_from: weight of the loss keeping the start's maps
     point_placement: str = "centroid"
     point_jitter: float = 0.0
     scale_range: tuple = (0.7, 1.4)

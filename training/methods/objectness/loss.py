@@ -87,3 +87,13 @@ def full_loss(logits: torch.Tensor, batch: dict, params: ObjectnessParams) -> tu
     l_mask = F.cross_entropy(logits[:, :2], batch["foreground"].long())
     l_center = center_focal_loss(logits[:, 2], batch["center"])
     return l_mask + l_center, {"mask": l_mask.item(), "center": l_center.item()}
+
+
+def keep_start_loss(logits: torch.Tensor, start_logits: torch.Tensor) -> torch.Tensor:
+    """How far a fine-tuned network's maps moved from those of the network it started from (fixed): the
+    KL divergence of its cell/background softmax from the start's, plus the squared difference of the
+    centre probabilities; 0 where they agree. logits, start_logits (N,3,H,W). Returns a scalar."""
+    l_mask = F.kl_div(F.log_softmax(logits[:, :2], 1), F.log_softmax(start_logits[:, :2], 1), reduction="none",
+                      log_target=True).sum(1).mean()
+    l_center = F.mse_loss(torch.sigmoid(logits[:, 2]), torch.sigmoid(start_logits[:, 2]))
+    return l_mask + l_center

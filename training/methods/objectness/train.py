@@ -148,6 +148,10 @@ def train(examples: list[dict], cfg: TrainConfig, log=print) -> dict:
     with torch.no_grad():  # start the centre map near zero, as CenterNet does, so the focal loss starts sane
         net.head.bias[2] = -4.0
     pretraining = initialise(net, cfg, log)
+    teacher = None
+    if cfg.init_from and cfg.keep_start > 0:  # the starting network, kept fixed, as a teacher
+        import copy
+        teacher = copy.deepcopy(net).eval()
     opt = torch.optim.Adam(net.parameters(), lr=cfg.lr)
     loss_fn = method.weak_loss if cfg.labels == "points" else method.full_loss
     net.train()
@@ -159,7 +163,15 @@ def train(examples: list[dict], cfg: TrainConfig, log=print) -> dict:
             keep_if_best(step)
         crops = [sample_crop(examples[pick()], cfg, rng) for _ in range(cfg.batch)]
         batch = {k: torch.from_numpy(np.stack([c[k] for c in crops])) for k in crops[0]}
-        return loss_fn(net(batch["image"][:, None]), batch, cfg.params)
+        logits = net(batch["image"][:, None])
+        loss, parts = loss_fn(logits, batch, cfg.params)
+        if teacher is not None:
+            with torch.no_grad():
+                taught = teacher(batch["image"][:, None])
+            kept = method.keep_start_loss(logits, taught)
+            loss = loss + cfg.keep_start * kept
+            parts["keep"] = kept.item()
+        return loss, parts
 
     def keep_if_best(step):
         f1 = val_f1(net.eval(), val, cfg)
