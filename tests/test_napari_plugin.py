@@ -8,8 +8,6 @@ through an X server, so without $DISPLAY the tests start Xvfb when it is install
 They skip, saying why, when napari, pytest-qt or a Qt viewer cannot start."""
 from __future__ import annotations
 
-import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -27,12 +25,6 @@ REPO = Path(__file__).resolve().parents[1]
 MANIFEST = REPO / "napari_plugin" / "napari.yaml"
 SAMPLE = REPO / "model_cards" / "objectness-nuclei" / "sample2_input.png"
 
-_PROBE = """
-import napari, numpy
-viewer = napari.Viewer(show=False)
-viewer.add_image(numpy.zeros((8, 8), numpy.float32))
-viewer.close()
-"""
 
 
 # --------------------------------------------------------------------------------------------- reader
@@ -119,7 +111,9 @@ def test_the_manifest_names_the_plugin_contributions():
     assert manifest.name == "cellpoint"
     commands = {c.id: c.python_name for c in manifest.contributions.commands}
     assert commands == {"cellpoint.segment_widget": "cellpoint.napari.widget:SegmentWidget",
+                        "cellpoint.correct_widget": "cellpoint.napari.correct:CorrectWidget",
                         "cellpoint.get_reader": "cellpoint.napari.reader:get_reader"}
+    assert [w.display_name for w in manifest.contributions.widgets] == ["Segment cells", "Correct cells"]
     [reader] = manifest.contributions.readers
     assert reader.accepts_directories and reader.filename_patterns == ["*_labels.tif"]
 
@@ -129,38 +123,6 @@ def test_the_manifest_names_the_plugin_contributions():
 def _have(module: str) -> bool:
     import importlib.util
     return importlib.util.find_spec(module) is not None
-
-
-@pytest.fixture(scope="module")
-def qt_display():
-    """An environment where a napari viewer can start headless: Qt's offscreen platform, with an X server
-    for OpenGL (Xvfb started here when there is no $DISPLAY; it exits by itself 30 s after its last client
-    leaves). Skips, saying why, when napari or pytest-qt is missing or a viewer cannot start."""
-    pytest.importorskip("napari", reason="napari is not installed (pip install 'cellpoint[napari]')")
-    pytest.importorskip("pytestqt", reason="pytest-qt is not installed (napari's make_napari_viewer needs it)")
-    os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
-    if not os.environ.get("DISPLAY") and shutil.which("Xvfb"):
-        read, write = os.pipe()
-        subprocess.Popen(["Xvfb", "-displayfd", str(write), "-screen", "0", "1024x768x24", "-nolisten", "tcp",
-                          "-terminate", "30"], pass_fds=(write,), stdout=subprocess.DEVNULL,
-                         stderr=subprocess.DEVNULL, start_new_session=True)
-        os.close(write)
-        with os.fdopen(read) as f:
-            number = f.readline().strip()
-        if number:
-            os.environ["DISPLAY"] = f":{number}"
-    probe = subprocess.run([sys.executable, "-c", _PROBE], capture_output=True, text=True, timeout=120)
-    if probe.returncode != 0:
-        last = (probe.stderr.strip().splitlines() or ["no message"])[-1]
-        pytest.skip(f"a napari viewer cannot start here (QT_QPA_PLATFORM={os.environ['QT_QPA_PLATFORM']}, "
-                    f"DISPLAY={os.environ.get('DISPLAY', 'unset')}; napari needs OpenGL: run under an X server such "
-                    f"as Xvfb): {last}")
-
-
-@pytest.fixture
-def viewer(qt_display, request):
-    """A napari viewer from napari's own test fixture (cleaned up by it)."""
-    return request.getfixturevalue("make_napari_viewer")()
 
 
 @pytest.fixture(scope="module")
