@@ -13,7 +13,8 @@ from pathlib import Path
 import click
 
 REPORT_DIR = "finetune_report"
-CLICK_SECONDS = 1.0  # a click whose cost no `<stem>_corrections.json` states
+# what a label costs where no `<stem>_corrections.json` states it (Point2Mask, table 1)
+CLICK_SECONDS, BOX_SECONDS, BOX_CLICK_SECONDS = 1.0, 7.0, 0.9
 
 
 @click.command("finetune")
@@ -72,8 +73,9 @@ def _invoke(command: click.Command, args: list[str]) -> None:
 
 def annotation_seconds(points_dir: Path, stems: list[str]) -> tuple[float, str]:
     """Seconds spent annotating the images `stems`: the sum of their `<stem>_corrections.json`
-    "annotation_seconds" (napari's Correct cells writes them) and 1 s per click of the others. Returns
-    (seconds, how it was counted)."""
+    "annotation_seconds" (napari's Correct cells writes them); for the others 1 s a click of
+    `<stem>_points.csv`, or 7 s a box + 0.9 s a click of `<stem>_boxpoints.json`. Returns (seconds, how it
+    was counted)."""
     from cellpoint.training.annotations import read_points
     total, measured, estimated = 0.0, 0, 0
     for stem in stems:
@@ -82,11 +84,16 @@ def annotation_seconds(points_dir: Path, stems: list[str]) -> tuple[float, str]:
             total += float(json.loads(record.read_text()).get("annotation_seconds", 0.0))
             measured += 1
             continue
-        clicks = points_dir / f"{stem}_points.csv"
+        clicks, boxes = points_dir / f"{stem}_points.csv", points_dir / f"{stem}_boxpoints.json"
         if clicks.exists():
             total += CLICK_SECONDS * len(read_points(clicks)[0])
             estimated += 1
-    how = f"{measured} image(s) from the Correct cells record, {estimated} estimated at {CLICK_SECONDS:g} s a click"
+        elif boxes.exists():
+            cells = json.loads(boxes.read_text()).get("cells", [])
+            total += sum(BOX_SECONDS + BOX_CLICK_SECONDS * len(c.get("points", [])) for c in cells)
+            estimated += 1
+    how = (f"{measured} image(s) from the Correct cells record, {estimated} estimated at {CLICK_SECONDS:g} s a "
+           f"click or {BOX_SECONDS:g} s a box + {BOX_CLICK_SECONDS:g} s a click in it")
     return total, how
 
 

@@ -208,3 +208,16 @@ def test_the_keep_start_loss_is_zero_at_the_start_and_pulls_back_to_it():
     assert float(loss) > 0
     stepped = moved.detach() - 0.1 * moved.grad
     assert float(keep_start_loss(stepped, start)) < float(loss)
+
+
+def test_the_report_counts_annotation_time_from_records_clicks_and_boxes(tmp_path):
+    from cellpoint.export.finetune import annotation_seconds
+    from cellpoint.training.annotations import write_points_csv
+    (tmp_path / "a_corrections.json").write_text(json.dumps({"annotation_seconds": 12.5}))
+    write_points_csv(tmp_path / "a_points.csv", np.zeros((40, 2)))          # the record wins over its clicks
+    write_points_csv(tmp_path / "b_points.csv", np.zeros((3, 2)))
+    (tmp_path / "c_boxpoints.json").write_text(json.dumps({"cells": [{"box": [0, 0, 4, 4], "points": [[1, 1], [2, 2]],
+                                                                      "point_labels": [1, 0]}]}))
+    seconds, how = annotation_seconds(tmp_path, ["a", "b", "c", "missing"])
+    assert seconds == pytest.approx(12.5 + 3 + 7 + 1.8)
+    assert how.startswith("1 image(s) from the Correct cells record, 2 estimated")
