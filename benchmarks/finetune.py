@@ -14,10 +14,13 @@ time budget, exported and run as a user runs it (no diameter) on X's val split:
 - masks from scratch: every cell's full mask (46 s each, Point2Mask table 1), `--labels full`.
 
 Cell centres are `weak_labels.points_from_labels(..., "centroid")`, as the shared data sets' clicks are made.
+Training is set by steps, not time, so that a busy machine changes the time, not the result: fine-tuning
+takes `cellpoint train --init-from`'s defaults (400 steps), a run from scratch SCRATCH_STEPS (1,500, about 9
+CPU-minutes on this machine's 2 cores); each run's CPU time is measured and reported.
 Scratch runs get the base's scale model (so every package is run the same way). Training uses the
 `cellpoint train` command in a subprocess; CPU seconds are that process's user + system time.
 
-    python benchmarks/finetune.py [--run coelho --run dsb --run livecell] [--k 1 2 4 8] [--minutes 2.5]
+    python benchmarks/finetune.py [--run coelho --run dsb --run livecell] [--k 1 2 4 8] [--condition ...]
 
 Writes results/finetune.json (kept between invocations: a finished cell of the grid is not run again),
 results/finetune.md and results/finetune_<run>.png."""
@@ -55,6 +58,7 @@ RUNS = {
     "livecell": {"base": "model_cards/point2mask-cells-phase", "dataset": "livecell", "kinds": None,
                  "method": "point2mask", "recipe": []},
 }
+SCRATCH_STEPS = 1500  # from-scratch runs (about 9 CPU-min); fine-tuning takes `cellpoint train --init-from`'s
 BOX_S, BOX_CLICK_S, BOX_CLICKS = 7.0, 0.9, 6   # Point2Mask table 1: a box, each labelled click; clicks per box
 
 
@@ -171,8 +175,8 @@ def train_command(condition: str, run: dict, folder: Path, minutes: float, out: 
            "--out", str(out), "--minutes", str(minutes)]
     if condition in ("corrections", "clicks"):
         return cmd + ["--init-from", str(REPO / run["base"]), "--points", str(folder / "points"), *finetune_args]
-    # from scratch: as many steps as the budget allows, the base's recipe
-    cmd += ["--steps", "100000", *run["recipe"]]
+    # from scratch: SCRATCH_STEPS (about 10 CPU-minutes here), the base's recipe
+    cmd += ["--steps", str(SCRATCH_STEPS), *run["recipe"]]
     if condition == "scratch-clicks":
         return cmd + ["--points", str(folder / "points")]
     return cmd + ["--masks", str(folder / "masks"), "--supervision", "full"]
@@ -224,12 +228,23 @@ def run_one(name: str, condition: str, k: int, minutes: float, log, finetune_arg
         if proc.returncode:
             raise RuntimeError(f"{name}/{condition}/k={k}: export failed\n{proc.stderr[-2000:]}")
         metrics = evaluate_package(package, run["dataset"], run["kinds"])
-    row = {"run": name, "condition": condition, "k": k, "images": [s.image_id for s in samples], "cells": cells,
+    row = {"run": name, "condition": condition, "k": k, "steps": planned_steps(condition), "images": [s.image_id for s in samples], "cells": cells,
            "annotation_s": round(seconds, 1), "train_wall_s": round(wall, 1), "train_cpu_s": round(cpu, 1),
            **metrics}
     log(f"{name:9s} {condition:15s} k={k}: {cells} cells, {seconds:7.0f} s annotation, train {wall:.0f} s "
         f"({cpu / 60:.1f} CPU-min) → F1@0.5 {metrics['f1_50']:.3f}  AP {metrics['AP']:.3f}")
     return row
+
+
+def planned_steps(condition: str) -> int:
+    """The training steps of a condition's runs."""
+    from cellpoint.training.start import FINETUNE_STEPS
+    return SCRATCH_STEPS if condition.startswith("scratch") else FINETUNE_STEPS
+
+
+def _row_steps(row: dict) -> int:
+    """A stored row's steps (rows written before steps were recorded: 800 from scratch, 400 fine-tuning)."""
+    return row.get("steps", 800 if row["condition"].startswith("scratch") else 400)
 
 
 def base_row(name: str) -> dict:
@@ -254,10 +269,11 @@ def write_report(rows: list[dict], minutes: float, command: str, results: Path =
     results.mkdir(parents=True, exist_ok=True)
     lines = ["# Fine-tuning from a package with a simulated annotator", "", "```", command, "```", "",
              "Written by `benchmarks/finetune.py` (see its docstring for the simulated user). Annotation: 1 s a "
-             "click, 0.5 s a deletion, 46 s a full mask. Training: `cellpoint train`, a budget of "
-             f"{minutes:g} min wall time on this machine's 2 cores (fine-tuning stops earlier at its "
-             "default steps); CPU = the training process's user + system time. Scored as a user runs the "
-             "exported package (no diameter) on the data set's val split.", ""]
+             "click, 0.5 s a deletion, 46 s a full mask, 7 s a box + 0.9 s a click in it (Point2Mask). "
+             f"Training: `cellpoint train`, fine-tuning at its defaults, from scratch {SCRATCH_STEPS} steps; "
+             "CPU = the training process's user + system time on this machine's 2 cores (a busy machine "
+             "raises it). Scored as a user runs the exported package (no diameter) on the data set's val "
+             "split.", ""]
     for run in dict.fromkeys(r["run"] for r in rows):
         spec = RUNS[run]
         lines += [f"## {run}: base `{spec['base']}` → {spec['dataset']}"
@@ -314,7 +330,8 @@ def main(argv=None) -> None:
     parser.add_argument("--run", action="append", choices=sorted(RUNS), help="[all]")
     parser.add_argument("--k", type=int, nargs="+", default=[1, 2, 4, 8])
     parser.add_argument("--condition", action="append", choices=CONDITIONS, help="[all]")
-    parser.add_argument("--minutes", type=float, default=2.5, help="training budget, wall minutes [2.5: 5 CPU-min]")
+    parser.add_argument("--minutes", type=float, default=10.0,
+                        help="cap on a training run's wall minutes [10]; runs are set by steps, see the module")
     parser.add_argument("--finetune-arg", action="append", default=[], metavar="ARG",
                         help="extra `cellpoint train` argument for the fine-tuning runs (e.g. --finetune-arg=--lr=1e-4)")
     parser.add_argument("--results", type=Path, default=RESULTS, help="where the JSON, report and plots go")
@@ -327,6 +344,8 @@ def main(argv=None) -> None:
     store = results / "finetune.json"
     rows = json.loads(store.read_text())["rows"] if store.exists() else []
     command = "python benchmarks/finetune.py " + " ".join(argv if argv is not None else sys.argv[1:])
+    # a row made with other steps than planned now is made again (and replaced)
+    rows = [r for r in rows if r["condition"] == "base" or _row_steps(r) == planned_steps(r["condition"])]
     done = {(r["run"], r["condition"], r["k"]) for r in rows}
     runs = args.run or list(RUNS)
     missing = [r for r in runs if not (REPO / RUNS[r]["base"] / "card.json").exists()]

@@ -8,7 +8,7 @@
 # from the bundled point2mask-cells-phase (trained on Usiigaci only, never on LIVECell).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-M=${MINUTES:-2.5}   # wall minutes of training per cell on 2 cores (2.5 = 5 CPU-minutes)
+M=${MINUTES:-10}    # a cap on each training run's wall minutes; runs are set by steps (see finetune.py)
 for run in coelho dsb livecell; do
   python benchmarks/finetune.py --run $run --k 1 2 4 8 --condition corrections --minutes $M
   python benchmarks/finetune.py --run $run --k 8 --condition scratch-masks --minutes $M
