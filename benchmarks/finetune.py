@@ -56,7 +56,7 @@ RUNS = {
                        "--normalization", "percentile_robust"]},
     # whole cells in phase contrast: the bundled Point2Mask package, trained on Usiigaci only; box + clicks
     "livecell": {"base": "model_cards/point2mask-cells-phase", "dataset": "livecell", "kinds": None,
-                 "method": "point2mask", "recipe": []},
+                 "method": "point2mask", "boxes": True, "recipe": []},
 }
 SCRATCH_STEPS = 1500  # from-scratch runs (about 9 CPU-min); fine-tuning takes `cellpoint train --init-from`'s
 BOX_S, BOX_CLICK_S, BOX_CLICKS = 7.0, 0.9, 6   # Point2Mask table 1: a box, each labelled click; clicks per box
@@ -213,7 +213,7 @@ def run_one(name: str, condition: str, k: int, minutes: float, log, finetune_arg
     with tempfile.TemporaryDirectory(prefix=f"finetune-{name}-{condition}-{k}-") as tmp:
         folder = Path(tmp)
         base = Segmenter(REPO / run["base"], device="cpu") if condition == "corrections" else None
-        seconds, cells = write_labels(condition, samples, base, folder, run.get("method") == "point2mask")
+        seconds, cells = write_labels(condition, samples, base, folder, run.get("boxes", False))
         checkpoint, package = folder / "run.pt", folder / "package"
         cpu0, t0 = children_cpu_seconds(), time.perf_counter()
         proc = subprocess.run(train_command(condition, run, folder, minutes, checkpoint, finetune_args), capture_output=True,

@@ -58,7 +58,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         finetune.write_labels("corrections", finetune.chosen_samples(run["dataset"], run["kinds"], 2),
-                              Segmenter(base, device="cpu"), folder, run.get("method") == "point2mask")
+                              Segmenter(base, device="cpu"), folder, run.get("boxes", False))
         run["base"] = args.init_from or run["base"]
         cmd = finetune.train_command("corrections", run, folder, args.minutes, folder / "run.pt", tuple(extra))
         subprocess.run(cmd, check=True, capture_output=True)

@@ -37,6 +37,49 @@ def current_plane(layer: Image, viewer: napari.viewer.Viewer) -> np.ndarray:
     return np.asarray(data)
 
 
+def image_choices(viewer: napari.viewer.Viewer) -> list[tuple[str, Image]]:
+    """The viewer's Image layers as ComboBox choices (name, layer), in layer-list order."""
+    return [(layer.name, layer) for layer in viewer.layers if isinstance(layer, Image)]
+
+
+def follow_image_layers(viewer: napari.viewer.Viewer, combo: ComboBox) -> None:
+    """Keep `combo` (choices from `image_choices`) in step with the viewer: its choices follow the layer list
+    and it takes the Image layer the user selects."""
+    def layers_changed(_event=None) -> None:
+        combo.reset_choices()
+        if isinstance(viewer.layers.selection.active, Image):
+            combo.value = viewer.layers.selection.active
+
+    def on_active(event) -> None:
+        if isinstance(event.value, Image):
+            combo.value = event.value
+
+    for event in (viewer.layers.events.inserted, viewer.layers.events.removed, viewer.layers.events.reordered):
+        event.connect(layers_changed)
+    viewer.layers.selection.events.active.connect(on_active)
+    layers_changed()
+
+
+def model_fields() -> tuple[ComboBox, FileEdit]:
+    """The model fields every cellpoint widget has: a ComboBox of the bundled packages (default
+    DEFAULT_MODEL) plus FOLDER_CHOICE, and the package-folder field shown only with FOLDER_CHOICE."""
+    bundled = [m["name"] for m in list_models()]
+    model = ComboBox(label="model", choices=bundled + [FOLDER_CHOICE],
+                     value=DEFAULT_MODEL if DEFAULT_MODEL in bundled else FOLDER_CHOICE,
+                     tooltip="A bundled model package, or a package folder")
+    folder = FileEdit(label="folder", mode="d", visible=model.value == FOLDER_CHOICE,
+                      tooltip="A cellpoint model package folder (with card.json)")
+    model.changed.connect(lambda value: setattr(folder, "visible", value == FOLDER_CHOICE))
+    return model, folder
+
+
+def package_key(model: ComboBox, folder: FileEdit) -> str:
+    """The package `model_fields` choose: a bundled name, or the folder's path."""
+    if model.value == FOLDER_CHOICE:
+        return str(Path(folder.value).expanduser())
+    return str(model.value)
+
+
 def cell_features(result: SegmentationResult) -> dict[str, np.ndarray]:
     """The instance table as Labels features: its columns, led by `index` (the label value of each row,
     how napari matches rows to labels)."""
@@ -52,14 +95,9 @@ class SegmentWidget(Container):
 
     def __init__(self, napari_viewer: napari.viewer.Viewer):
         self.viewer = napari_viewer
-        self.image = ComboBox(label="image", choices=self._image_choices, nullable=True,
+        self.image = ComboBox(label="image", choices=lambda _=None: image_choices(self.viewer), nullable=True,
                               tooltip="The Image layer to segment (the plane shown, for a stack)")
-        bundled = [m["name"] for m in list_models()]
-        self.model = ComboBox(label="model", choices=bundled + [FOLDER_CHOICE],
-                              value=DEFAULT_MODEL if DEFAULT_MODEL in bundled else FOLDER_CHOICE,
-                              tooltip="A bundled model package, or a package folder")
-        self.folder = FileEdit(label="folder", mode="d", visible=False,
-                               tooltip="A cellpoint model package folder (with card.json)")
+        self.model, self.folder = model_fields()
         self.diameter = FloatSpinBox(label="diameter (px)", value=0.0, min=0.0, max=100_000.0, step=1.0,
                                      tooltip="The cells' typical diameter in this image; 0 = automatic")
         self.background = CheckBox(text="in background", value=True,
@@ -70,38 +108,12 @@ class SegmentWidget(Container):
         self.worker: FunctionWorker | None = None
         self._segmenters: dict[str, Segmenter] = {}
         self._lock = threading.Lock()
-        self.model.changed.connect(self._on_model)
-        self._on_model(self.model.value)
         self.button.changed.connect(self._on_button)
-        for event in (napari_viewer.layers.events.inserted, napari_viewer.layers.events.removed,
-                      napari_viewer.layers.events.reordered):
-            event.connect(self._layers_changed)
-        napari_viewer.layers.selection.events.active.connect(self._on_active)
-        self._layers_changed()
-
-    # ----------------------------------------------------------------------------------------- choices
-
-    def _image_choices(self, _widget=None) -> list[tuple[str, Image]]:
-        return [(layer.name, layer) for layer in self.viewer.layers if isinstance(layer, Image)]
-
-    def _layers_changed(self, _event=None) -> None:
-        self.image.reset_choices()
-        active = self.viewer.layers.selection.active
-        if isinstance(active, Image):
-            self.image.value = active
-
-    def _on_active(self, event) -> None:
-        if isinstance(event.value, Image):
-            self.image.value = event.value
-
-    def _on_model(self, value: str) -> None:
-        self.folder.visible = value == FOLDER_CHOICE
+        follow_image_layers(napari_viewer, self.image)
 
     def model_key(self) -> str:
         """The chosen package: a bundled name, or the folder's path."""
-        if self.model.value == FOLDER_CHOICE:
-            return str(Path(self.folder.value).expanduser())
-        return str(self.model.value)
+        return package_key(self.model, self.folder)
 
     # ------------------------------------------------------------------------------------------- run
 

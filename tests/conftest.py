@@ -118,3 +118,16 @@ def viewer(qt_display, request):
     return request.getfixturevalue("make_napari_viewer")()
 
 
+
+
+def add_plugin_widget(viewer, display_name: str):
+    """The cellpoint dock widget `display_name` (as napari.yaml names it) added to `viewer` the way napari
+    adds it from the manifest (registered here when the package was installed without the entry point)."""
+    import npe2
+    manager = npe2.PluginManager.instance()
+    try:
+        manager.get_manifest("cellpoint")
+    except KeyError:
+        manager.register(npe2.PluginManifest.from_file(REPO / "napari_plugin" / "napari.yaml"))
+    _, widget = viewer.window.add_plugin_dock_widget("cellpoint", display_name)
+    return widget
