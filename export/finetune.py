@@ -39,9 +39,14 @@ def finetune(source, images_dir, points_dir, out_dir, minutes, steps, lr, hold_o
     """Fine-tune a model on your clicked images and export it as a package with a before/after report.
 
     Example: cellpoint finetune --from objectness-nuclei --images my_images/ --points my_clicks/ --out my-model/"""
-    from cellpoint.export.cli import export
-    from cellpoint.training.cli.train import train
-    from cellpoint.training.sources import user_images
+    try:
+        import torch  # noqa: F401
+        from cellpoint.export.cli import export
+        from cellpoint.training.cli.train import train
+        from cellpoint.training.sources import user_images
+    except ImportError as error:
+        raise click.ClickException(f"this command needs the training extra ({error.name} is missing): "
+                                   "pip install torch==2.13.0 'cellpoint[train]'") from None
     images = [p for p in user_images(images_dir)]
     if not images:
         raise click.UsageError(f"{images_dir}: no images")
